@@ -1,0 +1,290 @@
+"""Memories: idempotent, ordered appends; update; soft delete; windows per session."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError
+
+from app.db.documents import (
+    Doc,
+    Window,
+    find_by_keys,
+    find_window,
+    find_windows,
+    new_token,
+    now_ms,
+    patch_document,
+)
+from app.db.merge import merge_patch
+from app.db.sessions import ensure_session
+from app.errors import BadUserInput, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from pymongo.asynchronous.collection import AsyncCollection
+    from pymongo.asynchronous.database import AsyncDatabase
+
+DUPLICATE_KEY = 11000
+ENSURE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemory:
+    """One message to append, as validated input."""
+
+    role_type: str
+    content: str
+    uuid: str | None = None
+    role: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    token_count: int | None = None
+    created_ms: int | None = None
+
+
+@dataclass(slots=True)
+class Appended:
+    """What ``add_memories`` did: the session after the call and the memories, in input order."""
+
+    session: Doc
+    memories: list[Doc] = field(default_factory=list)
+    inserted: int = 0
+
+
+def _memories(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
+    return db["memories"]
+
+
+async def get_memory(db: AsyncDatabase[Doc], *, project_id: str, uuid: str) -> Doc | None:
+    """The live memory, or None."""
+    return await _memories(db).find_one({"project_id": project_id, "uuid": uuid, "deleted_ms": 0})
+
+
+def memory_filter(*, project_id: str, session_id: str) -> Doc:
+    return {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}
+
+
+async def list_memories(
+    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, window: Window
+) -> list[Doc]:
+    return await find_window(
+        _memories(db),
+        match=memory_filter(project_id=project_id, session_id=session_id),
+        key_field="seq",
+        window=window,
+    )
+
+
+async def list_memories_of_sessions(
+    db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str], window: Window
+) -> dict[str, list[Doc]]:
+    """The same window of live memories for each session (a DataLoader batch)."""
+    return await find_windows(
+        _memories(db),
+        match={"project_id": project_id, "deleted_ms": 0},
+        group_field="session_id",
+        groups=session_ids,
+        key_field="seq",
+        window=window,
+    )
+
+
+async def add_memories(
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    session_id: str,
+    user_id: str | None,
+    memories: Sequence[NewMemory],
+) -> Appended:
+    """Append memories in the given order, creating or reviving the session.
+
+    Idempotent by ``uuid``: a memory already stored in this session is returned, not stored again
+    (one that was deleted is neither stored nor returned). A ``uuid`` stored in another session is
+    a CONFLICT, and nothing of the call is written. ``seq`` numbers are reserved atomically with
+    ``$inc`` on the session's ``next_seq``, so order is total under concurrent writers.
+    """
+    uuids = [m.uuid or str(uuidlib.uuid4()) for m in memories]
+    first_index: dict[str, int] = {}
+    for index, value in enumerate(uuids):
+        if value in first_index:
+            raise BadUserInput(
+                f"memories[{index}].uuid repeats memories[{first_index[value]}].uuid ({value!r})",
+                field=f"memories[{index}].uuid",
+            )
+        first_index[value] = index
+
+    coll = _memories(db)
+    known = await find_by_keys(coll, match={"project_id": project_id}, field="uuid", values=uuids)
+    _reject_foreign(known, session_id)
+
+    for _ in range(ENSURE_ATTEMPTS):
+        session = await ensure_session(
+            db, project_id=project_id, session_id=session_id, user_id=user_id
+        )
+        pending = [i for i, value in enumerate(uuids) if value not in known]
+        if not pending:
+            return Appended(session, [known[v] for v in uuids if not known[v]["deleted_ms"]])
+        reserved = await db["sessions"].find_one_and_update(
+            {"_id": session["_id"], "deleted_ms": 0},
+            {"$inc": {"next_seq": len(pending)}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if reserved is not None:
+            break
+    else:
+        raise Conflict(f"session {session_id!r} is being deleted and revived; try again")
+
+    now = now_ms()
+    first_seq = reserved["next_seq"] - len(pending) + 1
+    docs = [
+        _memory_doc(project_id, session_id, uuids[i], first_seq + n, memories[i], now)
+        for n, i in enumerate(pending)
+    ]
+    inserted = await _insert_new(coll, docs, known=known, session_id=session_id)
+    session = await _count_inserted(db, session_id=reserved["_id"], inserted=inserted, now=now)
+    if session["deleted_ms"]:
+        # Deleted while we wrote: the outcome is "appended, then deleted" (restore revives them).
+        await _cascade_late(db, session=session, docs=inserted)
+    by_uuid = {doc["uuid"]: doc for doc in inserted}
+    by_uuid.update({k: v for k, v in known.items() if k not in by_uuid})
+    result = [by_uuid[v] for v in uuids if v in by_uuid and not by_uuid[v]["deleted_ms"]]
+    return Appended(session, result, len(inserted))
+
+
+def _reject_foreign(known: Mapping[str, Doc], session_id: str) -> None:
+    for value, doc in known.items():
+        if doc["session_id"] != session_id:
+            raise Conflict(
+                f"memory uuid {value!r} already belongs to another session", field="memories.uuid"
+            )
+
+
+def _memory_doc(
+    project_id: str, session_id: str, uuid: str, seq: int, memory: NewMemory, now: int
+) -> Doc:
+    created = memory.created_ms if memory.created_ms is not None else now
+    return {
+        "project_id": project_id,
+        "session_id": session_id,
+        "uuid": uuid,
+        "seq": seq,
+        "role": memory.role,
+        "role_type": memory.role_type,
+        "content": memory.content,
+        "metadata": merge_patch({}, dict(memory.metadata or {})),
+        "token_count": memory.token_count,
+        "created_ms": created,
+        "updated_ms": now,
+        "deleted_ms": 0,
+        "deletion_id": "",
+        "version": 1,
+    }
+
+
+async def _insert_new(
+    coll: AsyncCollection[Doc], docs: list[Doc], *, known: dict[str, Doc], session_id: str
+) -> list[Doc]:
+    """Insert ``docs``; a racing retry that stored the same uuid first wins, and its row counts."""
+    try:
+        await coll.insert_many(docs, ordered=False)
+        return docs
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        failed = {docs[e["index"]]["uuid"] for e in errors}
+        inserted = [doc for doc in docs if doc["uuid"] not in failed]
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            await _undo(coll, inserted)
+            raise
+    project_id = docs[0]["project_id"]
+    winners = await find_by_keys(
+        coll, match={"project_id": project_id}, field="uuid", values=sorted(failed)
+    )
+    try:
+        _reject_foreign(winners, session_id)
+    except Conflict:
+        await _undo(coll, inserted)
+        raise
+    known.update(winners)
+    return inserted
+
+
+async def _undo(coll: AsyncCollection[Doc], docs: list[Doc]) -> None:
+    if docs:
+        await coll.delete_many(
+            {"project_id": docs[0]["project_id"], "uuid": {"$in": [d["uuid"] for d in docs]}}
+        )
+
+
+async def _count_inserted(
+    db: AsyncDatabase[Doc], *, session_id: Any, inserted: list[Doc], now: int
+) -> Doc:
+    session = await db["sessions"].find_one_and_update(
+        {"_id": session_id},
+        {"$inc": {"memory_count": len(inserted)}, "$set": {"updated_ms": now}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if session is None:  # purged or erased while we wrote
+        raise NotFound("session was erased while memories were being added", field="sessionId")
+    return session
+
+
+async def _cascade_late(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Doc]) -> None:
+    if not docs:
+        return
+    await _memories(db).update_many(
+        {
+            "project_id": session["project_id"],
+            "uuid": {"$in": [d["uuid"] for d in docs]},
+            "deleted_ms": 0,
+        },
+        {"$set": {"deleted_ms": session["deleted_ms"], "deletion_id": session["deletion_id"]}},
+    )
+    await db["sessions"].update_one({"_id": session["_id"]}, {"$inc": {"memory_count": -len(docs)}})
+    for doc in docs:
+        doc["deleted_ms"] = session["deleted_ms"]
+
+
+async def update_memory(
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    uuid: str,
+    content: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> Doc:
+    """Change content and/or merge metadata of a live memory."""
+    return await patch_document(
+        _memories(db),
+        match={"project_id": project_id, "uuid": uuid},
+        what=f"memory {uuid!r}",
+        set_fields={"content": content} if content is not None else None,
+        metadata_patch=metadata,
+    )
+
+
+async def delete_memory(db: AsyncDatabase[Doc], *, project_id: str, uuid: str) -> None:
+    """Soft-delete one memory; it stays deleted when its session is restored."""
+    deleted = await _memories(db).find_one_and_update(
+        {"project_id": project_id, "uuid": uuid, "deleted_ms": 0},
+        {"$set": {"deleted_ms": now_ms(), "deletion_id": new_token()}},
+    )
+    if deleted is None:
+        raise NotFound(f"memory {uuid!r} not found", field="uuid")
+    await db["sessions"].update_one(
+        {"project_id": project_id, "session_id": deleted["session_id"]},
+        {"$inc": {"memory_count": -1}},
+    )
+
+
+async def get_memories(
+    db: AsyncDatabase[Doc], *, project_id: str, uuids: Sequence[str]
+) -> dict[str, Doc]:
+    """Live memories by uuid, in one batch."""
+    return await find_by_keys(
+        _memories(db), match={"project_id": project_id, "deleted_ms": 0}, field="uuid", values=uuids
+    )

@@ -1,0 +1,301 @@
+"""Sessions: create, upsert, update, soft delete with cascade, restore, listing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from app.db.documents import (
+    Doc,
+    Window,
+    count,
+    find_by_keys,
+    find_window,
+    find_windows,
+    new_token,
+    now_ms,
+    order_key,
+    patch_document,
+)
+from app.db.merge import merge_patch
+from app.db.users import get_user
+from app.errors import AlreadyExists, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from pymongo.asynchronous.collection import AsyncCollection
+    from pymongo.asynchronous.database import AsyncDatabase
+
+NO_USER = ""  # sessions without a user store "" (never null: null matching is unreliable)
+
+
+def _sessions(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
+    return db["sessions"]
+
+
+def _fresh_session(
+    *,
+    project_id: str,
+    session_id: str,
+    user_id: str | None,
+    metadata: Mapping[str, Any] | None,
+    now: int,
+) -> Doc:
+    return {
+        "project_id": project_id,
+        "session_id": session_id,
+        "user_id": user_id or NO_USER,
+        "metadata": merge_patch({}, dict(metadata or {})),
+        "order_key": order_key(now, session_id),
+        "created_ms": now,
+        "updated_ms": now,
+        "deleted_ms": 0,
+        "deletion_id": "",
+        "version": 1,
+        "next_seq": 0,
+        "memory_count": 0,
+    }
+
+
+async def require_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str | None) -> None:
+    """NOT_FOUND unless ``user_id`` is None or names a live user."""
+    if user_id and await get_user(db, project_id=project_id, user_id=user_id) is None:
+        raise NotFound(f"user {user_id!r} not found", field="userId")
+
+
+async def get_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> Doc | None:
+    """The live session, or None."""
+    return await _sessions(db).find_one(
+        {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}
+    )
+
+
+async def get_sessions(
+    db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str]
+) -> dict[str, Doc]:
+    """Live sessions by id, in one batch."""
+    return await find_by_keys(
+        _sessions(db),
+        match={"project_id": project_id, "deleted_ms": 0},
+        field="session_id",
+        values=session_ids,
+    )
+
+
+def session_filter(
+    *, project_id: str, user_id: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> Doc:
+    """The flat filter for live sessions, optionally of one user, with metadata equalities."""
+    match: Doc = {"project_id": project_id, "deleted_ms": 0}
+    if user_id is not None:
+        match["user_id"] = user_id
+    for key, value in (metadata or {}).items():
+        match[f"metadata.{key}"] = value
+    return match
+
+
+async def list_sessions(
+    db: AsyncDatabase[Doc], *, match: Mapping[str, Any], window: Window
+) -> list[Doc]:
+    return await find_window(_sessions(db), match=match, key_field="order_key", window=window)
+
+
+async def list_sessions_of_users(
+    db: AsyncDatabase[Doc], *, project_id: str, user_ids: Sequence[str], window: Window
+) -> dict[str, list[Doc]]:
+    """The same window of live sessions for each user (a DataLoader batch)."""
+    return await find_windows(
+        _sessions(db),
+        match={"project_id": project_id, "deleted_ms": 0},
+        group_field="user_id",
+        groups=user_ids,
+        key_field="order_key",
+        window=window,
+    )
+
+
+async def count_sessions(db: AsyncDatabase[Doc], *, match: Mapping[str, Any]) -> int:
+    return await count(_sessions(db), match)
+
+
+async def count_sessions_of_users(
+    db: AsyncDatabase[Doc], *, project_id: str, user_ids: Sequence[str]
+) -> dict[str, int]:
+    """Live sessions per user, in one ``$group`` command."""
+    counts = {user_id: 0 for user_id in user_ids}
+    cursor = await _sessions(db).aggregate(
+        [
+            {
+                "$match": {
+                    "project_id": project_id,
+                    "user_id": {"$in": list(counts)},
+                    "deleted_ms": 0,
+                }
+            },
+            {"$group": {"_id": "$user_id", "n": {"$sum": 1}}},
+        ]
+    )
+    async for row in cursor:
+        counts[row["_id"]] = int(row["n"])
+    return counts
+
+
+async def create_session(
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    session_id: str,
+    user_id: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> Doc:
+    """Create a session; a soft-deleted id starts fresh but keeps its ``next_seq``."""
+    await require_user(db, project_id=project_id, user_id=user_id)
+    doc = _fresh_session(
+        project_id=project_id,
+        session_id=session_id,
+        user_id=user_id,
+        metadata=metadata,
+        now=now_ms(),
+    )
+    try:
+        await _sessions(db).insert_one(doc)
+        return doc
+    except DuplicateKeyError:
+        pass
+    existing = await _sessions(db).find_one({"project_id": project_id, "session_id": session_id})
+    if existing is not None and existing["deleted_ms"]:
+        fresh = {k: v for k, v in doc.items() if k not in {"_id", "version", "next_seq"}}
+        fresh["version"] = existing["version"] + 1
+        reborn = await _sessions(db).find_one_and_update(
+            {
+                "_id": existing["_id"],
+                "version": existing["version"],
+                "deleted_ms": existing["deleted_ms"],
+            },
+            {"$set": fresh},
+            return_document=ReturnDocument.AFTER,
+        )
+        if reborn is not None:
+            return reborn
+    raise AlreadyExists(f"session {session_id!r} already exists", field="sessionId")
+
+
+async def ensure_session(
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    session_id: str,
+    user_id: str | None,
+    metadata: Mapping[str, Any] | None = None,
+    merge: bool = False,
+) -> Doc:
+    """Create the session, or revive it and attach ``user_id``; with ``merge``, merge metadata.
+
+    A session may gain a user; moving it to another user is a CONFLICT.
+    """
+    await require_user(db, project_id=project_id, user_id=user_id)
+    now = now_ms()
+    doc = _fresh_session(
+        project_id=project_id, session_id=session_id, user_id=user_id, metadata=metadata, now=now
+    )
+    result = await _sessions(db).update_one(
+        {"project_id": project_id, "session_id": session_id}, {"$setOnInsert": doc}, upsert=True
+    )
+    if result.upserted_id is not None:
+        return {**doc, "_id": result.upserted_id}
+    existing = await _sessions(db).find_one({"project_id": project_id, "session_id": session_id})
+    if existing is None:  # purged in between: start again
+        return await ensure_session(
+            db,
+            project_id=project_id,
+            session_id=session_id,
+            user_id=user_id,
+            metadata=metadata,
+            merge=merge,
+        )
+    if user_id and existing["user_id"] not in (NO_USER, user_id):
+        raise Conflict(
+            f"session {session_id!r} belongs to user {existing['user_id']!r}, not {user_id!r}",
+            field="userId",
+        )
+    needs_user = bool(user_id) and existing["user_id"] == NO_USER
+    if not (needs_user or existing["deleted_ms"] or (merge and metadata)):
+        return existing
+    return await patch_document(
+        _sessions(db),
+        match={"project_id": project_id, "session_id": session_id},
+        what=f"session {session_id!r}",
+        set_fields={"user_id": user_id} if needs_user else None,
+        metadata_patch=metadata if merge else None,
+        revive=True,
+        now=now,
+    )
+
+
+async def update_session(
+    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, metadata: Mapping[str, Any]
+) -> Doc:
+    """Merge metadata into a live session; NOT_FOUND when missing or deleted."""
+    return await patch_document(
+        _sessions(db),
+        match={"project_id": project_id, "session_id": session_id},
+        what=f"session {session_id!r}",
+        metadata_patch=metadata,
+    )
+
+
+async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> None:
+    """Soft-delete the session and its live memories, marked with one deletion token."""
+    now, token = now_ms(), new_token()
+    deleted = await _sessions(db).find_one_and_update(
+        {"project_id": project_id, "session_id": session_id, "deleted_ms": 0},
+        {"$set": {"deleted_ms": now, "deletion_id": token, "memory_count": 0}},
+    )
+    if deleted is None:
+        raise NotFound(f"session {session_id!r} not found", field="sessionId")
+    await db["memories"].update_many(
+        {"project_id": project_id, "session_id": session_id, "deleted_ms": 0},
+        {"$set": {"deleted_ms": now, "deletion_id": token}},
+    )
+
+
+async def restore_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> Doc:
+    """Undelete a session and exactly the memories its deletion took with it."""
+    sessions = _sessions(db)
+    existing = await sessions.find_one({"project_id": project_id, "session_id": session_id})
+    if existing is None:
+        raise NotFound(f"session {session_id!r} not found", field="sessionId")
+    if not existing["deleted_ms"]:
+        return existing
+    if (
+        existing["user_id"]
+        and await get_user(db, project_id=project_id, user_id=existing["user_id"]) is None
+    ):
+        raise Conflict(
+            f"session {session_id!r} belongs to deleted user {existing['user_id']!r}; "
+            "restore or recreate the user first",
+            field="sessionId",
+        )
+    token = existing["deletion_id"]
+    revived = await sessions.find_one_and_update(
+        {"_id": existing["_id"], "deletion_id": token, "deleted_ms": existing["deleted_ms"]},
+        {"$set": {"deleted_ms": 0, "deletion_id": "", "updated_ms": now_ms()}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if revived is None:  # restored, revived or deleted again meanwhile
+        return await restore_session(db, project_id=project_id, session_id=session_id)
+    restored = await db["memories"].update_many(
+        {"project_id": project_id, "session_id": session_id, "deletion_id": token},
+        {"$set": {"deleted_ms": 0, "deletion_id": ""}},
+    )
+    if not restored.modified_count:
+        return revived
+    after = await sessions.find_one_and_update(
+        {"_id": existing["_id"]},
+        {"$inc": {"memory_count": restored.modified_count}},
+        return_document=ReturnDocument.AFTER,
+    )
+    return after or revived

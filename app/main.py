@@ -1,0 +1,203 @@
+"""The ASGI application: routes, and a lifespan owning the engine, the client and the purge task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pymongo.errors import PyMongoError
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from app.db.engine import EmbeddedEngine, connect
+from app.db.indexes import ensure_indexes
+from app.db.purge import purge
+from app.schema import schema
+from app.schema.context import Context
+from app.schema.errors import format_error
+from app.schema.loaders import DataLoaders
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from pymongo import AsyncMongoClient
+    from pymongo.asynchronous.database import AsyncDatabase
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.websockets import WebSocket
+    from strawberry.http import GraphQLHTTPResponse
+    from strawberry.types import ExecutionResult
+
+    from app.config import Settings
+    from app.db.documents import Doc
+
+log = logging.getLogger("memvault")
+
+DEFAULT_PROJECT = "default"
+READY_TIMEOUT_S = 1.0
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds and the handlers use."""
+
+    settings: Settings
+    client: AsyncMongoClient[Doc]
+    db: AsyncDatabase[Doc]
+    engine: EmbeddedEngine | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context and error contract."""
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
+    ) -> Context:
+        runtime: Runtime = request.app.state.runtime
+        project_id = DEFAULT_PROJECT
+        request_id = request_id_of(request)
+        return Context(
+            request=request,
+            response=response if not hasattr(response, "receive") else None,  # type: ignore[arg-type,unused-ignore]
+            db=runtime.db,
+            settings=runtime.settings,
+            project_id=project_id,
+            request_id=request_id,
+            loaders=DataLoaders(db=runtime.db, project_id=project_id),
+        )
+
+    async def process_result(
+        self, request: Request | WebSocket, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            request_id = request_id_of(request)
+            data["errors"] = [format_error(error, request_id=request_id) for error in result.errors]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+
+def request_id_of(request: Request | WebSocket) -> str:
+    """This request's id (made on first use): shown to clients with masked errors, and logged."""
+    request_id: str | None = getattr(request.state, "request_id", None)
+    if request_id is None:
+        request_id = request.state.request_id = uuid.uuid4().hex[:16]
+    return request_id
+
+
+async def ping(db: AsyncDatabase[Doc]) -> bool:
+    """Whether the database answers within ``READY_TIMEOUT_S``."""
+    try:
+        await asyncio.wait_for(db.command("ping"), READY_TIMEOUT_S)
+        return True
+    except (PyMongoError, TimeoutError, OSError):
+        return False
+
+
+async def is_embedded_engine(client: AsyncMongoClient[Doc]) -> bool:
+    info = await client.admin.command("buildInfo")
+    return bool(info.get("process") == "nx_27017")
+
+
+async def purge_forever(runtime: Runtime) -> None:
+    settings = runtime.settings
+    while True:
+        await asyncio.sleep(settings.purge_interval)
+        try:
+            counts = await purge(runtime.db, older_than_ms=settings.purge_after * 1000)
+            log.info("purge: removed %s", counts)
+        except PyMongoError as exc:
+            log.warning("purge failed, will try again: %s", exc)
+
+
+def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = None) -> Starlette:
+    """The application. With ``client`` (tests), it uses that client and does not close it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine: EmbeddedEngine | None = None
+        own_client = client is None
+        if client is not None:
+            mongo = client
+        else:
+            uri = settings.mongodb_uri
+            if uri is None:
+                engine = EmbeddedEngine(
+                    settings.data_dir, start_timeout=settings.engine_start_timeout
+                )
+                log.info("starting embedded engine (nx-27017) with data in %s", engine.data_dir)
+                uri = await asyncio.to_thread(engine.start)
+                log.info("embedded engine answers on %s", uri)
+            else:
+                log.info("using MongoDB at %s", _redact(uri))
+            mongo = connect(uri, timeout_ms=settings.db_timeout_ms)
+        runtime = Runtime(
+            settings=settings, client=mongo, db=mongo[settings.database], engine=engine
+        )
+        try:
+            await runtime.db.command("ping")
+            log.info("database %r answers ping", settings.database)
+            embedded = await is_embedded_engine(mongo)
+            declared = await ensure_indexes(runtime.db, embedded=embedded)
+            log.info("ensured %d indexes (%s set)", declared, "embedded" if embedded else "MongoDB")
+            if engine is not None:
+                runtime.tasks.append(
+                    asyncio.create_task(engine.supervise(), name="engine-supervisor")
+                )
+            if settings.purge_interval > 0:
+                runtime.tasks.append(asyncio.create_task(purge_forever(runtime), name="purge"))
+                log.info(
+                    "purge task: every %ds, items deleted over %ds ago",
+                    settings.purge_interval,
+                    settings.purge_after,
+                )
+            app.state.runtime = runtime
+            log.info("memvault is ready: open http://%s:%d/graphql", settings.host, settings.port)
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            for task in runtime.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if own_client:
+                await mongo.close()
+            if engine is not None:
+                engine.stop()
+                log.info("embedded engine stopped")
+
+    graphql_app = GraphQLApp(schema, graphql_ide="graphiql" if settings.graphiql else None)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        if await ping(runtime.db):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+    routes = [
+        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _redact(uri: str) -> str:
+    """The URI without its password."""
+    scheme, sep, rest = uri.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return uri
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -1,0 +1,210 @@
+"""Relay connections on keyset windows, and the one cursor codec.
+
+A connection is lazy: rows, ``pageInfo`` flags and ``totalCount`` are each fetched only when a
+query selects them, and all nested fetches go through DataLoaders.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from app.db.documents import Doc, Key, Window, key_after
+from app.errors import BadUserInput
+
+NodeT = TypeVar("NodeT")
+
+CURSOR_PREFIX = "mv1"
+
+
+def encode_cursor(kind: str, key: Key) -> str:
+    """An opaque cursor for ``key`` in a connection of ``kind`` (users, sessions, memories)."""
+    tag = "n" if isinstance(key, int) else "s"
+    raw = f"{CURSOR_PREFIX}:{kind}:{tag}:{key}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, kind: str, field: str) -> Key:
+    """The key behind a cursor of this ``kind``; BAD_USER_INPUT when it is not one of ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
+        prefix, cursor_kind, tag, key = raw.split(":", 3)
+        if prefix != CURSOR_PREFIX or cursor_kind != kind or tag not in {"n", "s"} or not key:
+            raise ValueError(raw)
+        return int(key) if tag == "n" else key
+    except (ValueError, UnicodeError, binascii.Error):
+        raise BadUserInput(f"{field}: not a valid {kind} cursor", field=field) from None
+
+
+@dataclass(frozen=True, slots=True)
+class PageArgs:
+    """Validated Relay arguments."""
+
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+    def check(self, *, max_size: int) -> PageArgs:
+        if self.first is not None and self.last is not None:
+            raise BadUserInput("give first or last, not both", field="first")
+        for name, value in (("first", self.first), ("last", self.last)):
+            if value is not None and not 0 <= value <= max_size:
+                raise BadUserInput(f"{name} must be 0-{max_size}, got {value}", field=name)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to fetch for a page and how to read the answer."""
+
+    window: Window  # the page, with one extra row to tell whether more exist
+    size: int
+    backward: bool
+    before_window: Window | None  # rows before the page exist? (None: known to be none)
+    after_window: Window | None  # rows after the page exist? (None: known to be none)
+
+
+def plan_page(args: PageArgs, *, kind: str, base: Window, default_size: int) -> Plan:
+    """Turn Relay arguments into keyset windows inside ``base`` (the filter's key range)."""
+    window = base
+    after_key = before_key = None
+    if args.after is not None:
+        after_key = decode_cursor(args.after, kind=kind, field="after")
+        window = window.narrowed(gte=key_after(after_key))
+    if args.before is not None:
+        before_key = decode_cursor(args.before, kind=kind, field="before")
+        window = window.narrowed(lt=before_key)
+    backward = args.last is not None
+    size = (
+        args.last
+        if args.last is not None
+        else (args.first if args.first is not None else default_size)
+    )
+    page = Window(gte=window.gte, lt=window.lt, descending=backward, limit=size + 1)
+    before_window = (
+        base.narrowed(lt=key_after(after_key)).with_limit(1, descending=True)
+        if after_key is not None
+        else None
+    )
+    after_window = (
+        base.narrowed(gte=before_key).with_limit(1, descending=False)
+        if before_key is not None
+        else None
+    )
+    return Plan(page, size, backward, before_window, after_window)
+
+
+Fetch = Callable[[Window], Awaitable[list[Doc]]]
+
+
+class PageSource:
+    """Fetches a connection's rows and flags on first use, once each."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        kind: str,
+        key_field: str,
+        fetch: Fetch,
+        to_node: Callable[[Doc], Any],
+        count: Callable[[], Awaitable[int]],
+    ) -> None:
+        self.plan = plan
+        self.kind = kind
+        self.key_field = key_field
+        self._fetch = fetch
+        self.to_node = to_node
+        self._count = count
+        self._rows: list[Doc] | None = None
+        self._more = False
+
+    async def rows(self) -> list[Doc]:
+        if self._rows is None:
+            fetched = await self._fetch(self.plan.window) if self.plan.size else []
+            self._more = len(fetched) > self.plan.size
+            rows = fetched[: self.plan.size]
+            self._rows = rows[::-1] if self.plan.backward else rows
+        return self._rows
+
+    async def nodes(self) -> list[Any]:
+        return [self.to_node(doc) for doc in await self.rows()]
+
+    def cursor(self, doc: Doc) -> str:
+        return encode_cursor(self.kind, doc[self.key_field])
+
+    async def _exists(self, window: Window | None) -> bool:
+        return window is not None and bool(await self._fetch(window))
+
+    async def has_next_page(self) -> bool:
+        if self.plan.backward:
+            return await self._exists(self.plan.after_window)
+        await self.rows()
+        return self._more
+
+    async def has_previous_page(self) -> bool:
+        if self.plan.backward:
+            await self.rows()
+            return self._more
+        return await self._exists(self.plan.before_window)
+
+    async def total_count(self) -> int:
+        return await self._count()
+
+
+@strawberry.type(description="Where a page sits in its connection.")
+class PageInfo:
+    source: strawberry.Private[PageSource]
+
+    @strawberry.field
+    async def has_next_page(self) -> bool:
+        return await self.source.has_next_page()
+
+    @strawberry.field
+    async def has_previous_page(self) -> bool:
+        return await self.source.has_previous_page()
+
+    @strawberry.field
+    async def start_cursor(self) -> str | None:
+        rows = await self.source.rows()
+        return self.source.cursor(rows[0]) if rows else None
+
+    @strawberry.field
+    async def end_cursor(self) -> str | None:
+        rows = await self.source.rows()
+        return self.source.cursor(rows[-1]) if rows else None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    source: strawberry.Private[PageSource]
+
+    @strawberry.field
+    async def edges(self) -> list[Edge[NodeT]]:
+        rows = await self.source.rows()
+        return [Edge(cursor=self.source.cursor(doc), node=self.source.to_node(doc)) for doc in rows]
+
+    @strawberry.field
+    async def nodes(self) -> list[NodeT]:
+        return await self.source.nodes()
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        return PageInfo(source=self.source)
+
+    @strawberry.field(description="Items in the whole connection (all pages), live only.")
+    async def total_count(self) -> int:
+        return await self.source.total_count()

@@ -1,0 +1,107 @@
+"""Per-request DataLoaders: every nested field is one batched command per query level."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from app.db import memories, sessions, users
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
+    from app.db.documents import Doc, Window
+
+WindowKey = tuple[str, "Window"]
+T = TypeVar("T")
+
+
+def _by_window(
+    fetch: Callable[[Sequence[str], Window], Awaitable[dict[str, list[Doc]]]],
+) -> Callable[[list[WindowKey]], Awaitable[list[list[Doc]]]]:
+    """Batch (parent id, window) keys: one fetch per distinct window, results in key order."""
+
+    async def load(keys: list[WindowKey]) -> list[list[Doc]]:
+        parents_by_window: dict[Window, list[str]] = defaultdict(list)
+        for parent, window in keys:
+            parents_by_window[window].append(parent)
+        found: dict[WindowKey, list[Doc]] = {}
+        for window, parents in parents_by_window.items():
+            rows = await fetch(parents, window)
+            for parent in parents:
+                found[(parent, window)] = rows[parent]
+        return [found[key] for key in keys]
+
+    return load
+
+
+def _in_key_order(
+    fetch: Callable[[Sequence[str]], Awaitable[dict[str, T]]], missing: T
+) -> Callable[[list[str]], Awaitable[list[T]]]:
+    async def load(keys: list[str]) -> list[T]:
+        found = await fetch(keys)
+        return [found.get(key, missing) for key in keys]
+
+    return load
+
+
+@dataclass
+class DataLoaders:
+    """Fresh for every request; bound to the request's project."""
+
+    db: AsyncDatabase[Doc]
+    project_id: str
+    user: DataLoader[str, Doc | None] = field(init=False)
+    session: DataLoader[str, Doc | None] = field(init=False)
+    memory: DataLoader[str, Doc | None] = field(init=False)
+    sessions_of_user: DataLoader[WindowKey, list[Doc]] = field(init=False)
+    memories_of_session: DataLoader[WindowKey, list[Doc]] = field(init=False)
+    session_count_of_user: DataLoader[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        db, project = self.db, self.project_id
+
+        async def user_docs(ids: Sequence[str]) -> dict[str, Doc | None]:
+            return dict(await users.get_users(db, project_id=project, user_ids=ids))
+
+        async def session_docs(ids: Sequence[str]) -> dict[str, Doc | None]:
+            return dict(await sessions.get_sessions(db, project_id=project, session_ids=ids))
+
+        async def memory_docs(ids: Sequence[str]) -> dict[str, Doc | None]:
+            return dict(await memories.get_memories(db, project_id=project, uuids=ids))
+
+        async def session_counts(ids: Sequence[str]) -> dict[str, int]:
+            return await sessions.count_sessions_of_users(db, project_id=project, user_ids=ids)
+
+        async def sessions_window(ids: Sequence[str], window: Window) -> dict[str, list[Doc]]:
+            return await sessions.list_sessions_of_users(
+                db, project_id=project, user_ids=ids, window=window
+            )
+
+        async def memories_window(ids: Sequence[str], window: Window) -> dict[str, list[Doc]]:
+            return await memories.list_memories_of_sessions(
+                db, project_id=project, session_ids=ids, window=window
+            )
+
+        self.user = DataLoader(_in_key_order(user_docs, None))
+        self.session = DataLoader(_in_key_order(session_docs, None))
+        self.memory = DataLoader(_in_key_order(memory_docs, None))
+        self.session_count_of_user = DataLoader(_in_key_order(session_counts, 0))
+        self.sessions_of_user = DataLoader(_by_window(sessions_window))
+        self.memories_of_session = DataLoader(_by_window(memories_window))
+
+    def forget(self) -> None:
+        """Drop cached rows after a mutation, so what it returns is read fresh."""
+        for loader in (
+            self.user,
+            self.session,
+            self.memory,
+            self.sessions_of_user,
+            self.memories_of_session,
+            self.session_count_of_user,
+        ):
+            loader.clear_all()

@@ -1,0 +1,162 @@
+"""Query root: lookups, top-level connections and ``node``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+
+from app.db import sessions as session_repo
+from app.db import users as user_repo
+from app.db.documents import Doc, Window
+from app.schema.connection import Connection, PageArgs, PageSource, plan_page
+from app.schema.context import Info
+from app.schema.inputs import SessionFilter, UserFilter
+from app.schema.types import Memory, Node, Session, User, datetime_to_ms, from_global_id
+from app.validation import check_filter_metadata, check_id
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from app.schema.context import Context
+
+
+def _given(value: Any) -> Any:
+    return None if value is strawberry.UNSET else value
+
+
+def created_window(created_after: datetime | None, created_before: datetime | None) -> Window:
+    """The ``order_key`` range of items created strictly after / strictly before the given times."""
+    gte = f"{datetime_to_ms(created_after) + 1:013d}" if created_after else None
+    lt = f"{datetime_to_ms(created_before):013d}" if created_before else None
+    return Window(gte=gte, lt=lt)
+
+
+def top_level_connection(
+    ctx: Context,
+    *,
+    args: PageArgs,
+    kind: str,
+    base: Window,
+    match: Doc,
+    node_type: type[User] | type[Session],
+) -> Any:
+    """A connection over a whole collection (users or sessions), filtered by ``match``."""
+    settings = ctx.settings
+    plan = plan_page(
+        args.check(max_size=settings.max_page_size),
+        kind=kind,
+        base=base,
+        default_size=settings.default_page_size,
+    )
+    lister = user_repo.list_users if kind == "users" else session_repo.list_sessions
+    counter = user_repo.count_users if kind == "users" else session_repo.count_sessions
+    count_match = base.match(match, "order_key")
+
+    async def fetch(window: Window) -> list[Doc]:
+        return await lister(ctx.db, match=match, window=window)
+
+    async def count() -> int:
+        return await counter(ctx.db, match=count_match)
+
+    source = PageSource(
+        plan, kind=kind, key_field="order_key", fetch=fetch, to_node=node_type.from_doc, count=count
+    )
+    return Connection(source=source)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global id; null when missing or deleted.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        type_name, key = from_global_id(id)
+        loaders = info.context.loaders
+        if type_name == "User":
+            doc = await loaders.user.load(key)
+            return User.from_doc(doc) if doc else None
+        if type_name == "Session":
+            doc = await loaders.session.load(key)
+            return Session.from_doc(doc) if doc else None
+        doc = await loaders.memory.load(key)
+        return Memory.from_doc(doc) if doc else None
+
+    @strawberry.field(description="A live user by id.")
+    async def user(self, info: Info, user_id: str) -> User | None:
+        check_id(user_id, field="userId", settings=info.context.settings)
+        doc = await info.context.loaders.user.load(user_id)
+        return User.from_doc(doc) if doc else None
+
+    @strawberry.field(description="Live users, oldest first.")
+    def users(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: UserFilter | None = None,
+    ) -> Connection[User]:
+        ctx = info.context
+        metadata = _given(filter.metadata) if filter else None
+        if metadata is not None:
+            check_filter_metadata(metadata, settings=ctx.settings)
+        base = (
+            created_window(_given(filter.created_after), _given(filter.created_before))
+            if filter
+            else Window()
+        )
+        match = user_repo.user_filter(project_id=ctx.project_id, metadata=metadata)
+        return top_level_connection(  # type: ignore[no-any-return]
+            ctx,
+            args=PageArgs(first, after, last, before),
+            kind="users",
+            base=base,
+            match=match,
+            node_type=User,
+        )
+
+    @strawberry.field(description="A live session by id.")
+    async def session(self, info: Info, session_id: str) -> Session | None:
+        check_id(session_id, field="sessionId", settings=info.context.settings)
+        doc = await info.context.loaders.session.load(session_id)
+        return Session.from_doc(doc) if doc else None
+
+    @strawberry.field(description="Live sessions, oldest first.")
+    def sessions(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: SessionFilter | None = None,
+    ) -> Connection[Session]:
+        ctx = info.context
+        metadata = _given(filter.metadata) if filter else None
+        if metadata is not None:
+            check_filter_metadata(metadata, settings=ctx.settings)
+        user_id = _given(filter.user_id) if filter else None
+        if user_id is not None:
+            check_id(user_id, field="filter.userId", settings=ctx.settings)
+        base = (
+            created_window(_given(filter.created_after), _given(filter.created_before))
+            if filter
+            else Window()
+        )
+        match = session_repo.session_filter(
+            project_id=ctx.project_id, user_id=user_id, metadata=metadata
+        )
+        return top_level_connection(  # type: ignore[no-any-return]
+            ctx,
+            args=PageArgs(first, after, last, before),
+            kind="sessions",
+            base=base,
+            match=match,
+            node_type=Session,
+        )
+
+    @strawberry.field(description="A live memory by uuid.")
+    async def memory(self, info: Info, uuid: str) -> Memory | None:
+        check_id(uuid, field="uuid", settings=info.context.settings)
+        doc = await info.context.loaders.memory.load(uuid)
+        return Memory.from_doc(doc) if doc else None

@@ -1,0 +1,261 @@
+"""Output types, scalars and global ids. Leaf fields are plain attributes filled from documents."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any, NewType
+
+import strawberry
+from strawberry.types.scalar import ScalarDefinition
+
+from app.db.documents import Doc, Window
+from app.errors import BadUserInput, NotFound
+from app.schema.connection import Connection, PageArgs, PageSource, plan_page
+from app.schema.context import Info
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    """Milliseconds since the epoch; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // ONE_MS
+
+
+def serialize_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_datetime(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("DateTime must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"DateTime {value!r} is not ISO 8601 (e.g. 2026-01-31T12:00:00.000Z)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("JSON must be an object")
+    return value
+
+
+JSON = NewType("JSON", dict)  # type: ignore[type-arg]
+"""A JSON object (metadata)."""
+
+SCALARS: dict[object, ScalarDefinition] = {
+    datetime: strawberry.scalar(
+        name="DateTime",
+        description="An ISO 8601 instant; shown in UTC with milliseconds and Z.",
+        serialize=serialize_datetime,
+        parse_value=parse_datetime,
+    ),
+    JSON: strawberry.scalar(
+        name="JSON",
+        description="A JSON object.",
+        serialize=lambda value: value,
+        parse_value=_parse_json_object,
+    ),
+}
+
+
+@strawberry.enum(description="Who wrote a memory, as Zep's role types.")
+class RoleType(Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+    TOOL = "tool"
+    FUNCTION = "function"
+    NOROLE = "norole"
+
+
+def to_global_id(type_name: str, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{key}".encode()).decode().rstrip("=")
+
+
+def from_global_id(global_id: str) -> tuple[str, str]:
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, key = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split(":", 1)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise BadUserInput("id: not a valid node id", field="id") from None
+    if type_name not in NODE_TYPES or not key:
+        raise BadUserInput("id: not a valid node id", field="id")
+    return type_name, key
+
+
+@strawberry.interface(description="An object with a global id.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class User(Node):
+    user_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    metadata: JSON
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> User:
+        return cls(
+            id=strawberry.ID(to_global_id("User", doc["user_id"])),
+            user_id=doc["user_id"],
+            email=doc.get("email"),
+            first_name=doc.get("first_name"),
+            last_name=doc.get("last_name"),
+            metadata=JSON(doc.get("metadata") or {}),
+            created_at=ms_to_datetime(doc["created_ms"]),
+            updated_at=ms_to_datetime(doc["updated_ms"]),
+        )
+
+    @strawberry.field(description="This user's live sessions, oldest first.")
+    def sessions(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Session]:
+        ctx = info.context
+        args = PageArgs(first, after, last, before).check(max_size=ctx.settings.max_page_size)
+        plan = plan_page(
+            args, kind="sessions", base=Window(), default_size=ctx.settings.default_page_size
+        )
+        loaders, user_id = ctx.loaders, self.user_id
+
+        async def fetch(window: Window) -> list[Doc]:
+            return await loaders.sessions_of_user.load((user_id, window))
+
+        async def count() -> int:
+            return await loaders.session_count_of_user.load(user_id)
+
+        source = PageSource(
+            plan,
+            kind="sessions",
+            key_field="order_key",
+            fetch=fetch,
+            to_node=Session.from_doc,
+            count=count,
+        )
+        return Connection(source=source)
+
+
+@strawberry.type
+class Session(Node):
+    session_id: str
+    user_id: str | None
+    metadata: JSON
+    created_at: datetime
+    updated_at: datetime
+    memory_count: int
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Session:
+        return cls(
+            id=strawberry.ID(to_global_id("Session", doc["session_id"])),
+            session_id=doc["session_id"],
+            user_id=doc.get("user_id") or None,
+            metadata=JSON(doc.get("metadata") or {}),
+            created_at=ms_to_datetime(doc["created_ms"]),
+            updated_at=ms_to_datetime(doc["updated_ms"]),
+            memory_count=max(int(doc.get("memory_count", 0)), 0),
+        )
+
+    @strawberry.field(description="The user this session belongs to, if any.")
+    async def user(self, info: Info) -> User | None:
+        if self.user_id is None:
+            return None
+        doc = await info.context.loaders.user.load(self.user_id)
+        return User.from_doc(doc) if doc else None
+
+    @strawberry.field(
+        description="This session's live memories, oldest first; last: N is the recent window."
+    )
+    def memories(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Memory]:
+        ctx = info.context
+        args = PageArgs(first, after, last, before).check(max_size=ctx.settings.max_page_size)
+        plan = plan_page(
+            args, kind="memories", base=Window(), default_size=ctx.settings.default_page_size
+        )
+        loaders, session_id, total = ctx.loaders, self.session_id, self.memory_count
+
+        async def fetch(window: Window) -> list[Doc]:
+            return await loaders.memories_of_session.load((session_id, window))
+
+        async def count() -> int:
+            return total
+
+        source = PageSource(
+            plan,
+            kind="memories",
+            key_field="seq",
+            fetch=fetch,
+            to_node=Memory.from_doc,
+            count=count,
+        )
+        return Connection(source=source)
+
+
+@strawberry.type
+class Memory(Node):
+    uuid: str
+    seq: int
+    role: str | None
+    role_type: RoleType
+    content: str
+    metadata: JSON
+    token_count: int | None
+    created_at: datetime
+    updated_at: datetime
+    session_id: strawberry.Private[str]
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Memory:
+        return cls(
+            id=strawberry.ID(to_global_id("Memory", doc["uuid"])),
+            uuid=doc["uuid"],
+            seq=doc["seq"],
+            role=doc.get("role"),
+            role_type=RoleType(doc["role_type"]),
+            content=doc["content"],
+            metadata=JSON(doc.get("metadata") or {}),
+            token_count=doc.get("token_count"),
+            created_at=ms_to_datetime(doc["created_ms"]),
+            updated_at=ms_to_datetime(doc["updated_ms"]),
+            session_id=doc["session_id"],
+        )
+
+    @strawberry.field(description="The session this memory belongs to.")
+    async def session(self, info: Info) -> Session:
+        doc = await info.context.loaders.session.load(self.session_id)
+        if doc is None:  # deleted between reading the memory and its session
+            raise NotFound(f"session {self.session_id!r} of memory {self.uuid!r} was deleted")
+        return Session.from_doc(doc)
+
+
+NODE_TYPES = {"User": User, "Session": Session, "Memory": Memory}

@@ -1,0 +1,141 @@
+"""Input rules shared by every entry point; each failure is a ``BadUserInput`` naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from app.errors import BadUserInput
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in value)
+
+
+def check_id(value: str, *, field: str, settings: Settings) -> str:
+    """Ids: 1 to ``max_id_length`` characters, no control characters."""
+    if not 1 <= len(value) <= settings.max_id_length:
+        raise BadUserInput(
+            f"{field} must be 1-{settings.max_id_length} characters, got {len(value)}", field=field
+        )
+    if _has_control(value):
+        raise BadUserInput(f"{field} must not contain control characters", field=field)
+    return value
+
+
+def check_optional_text(value: str | None, *, field: str, settings: Settings) -> str | None:
+    """Short optional strings (names, emails, roles): same length rule as ids."""
+    if value is None:
+        return None
+    if len(value) > settings.max_id_length or _has_control(value):
+        raise BadUserInput(
+            f"{field} must be at most {settings.max_id_length} characters, no control characters",
+            field=field,
+        )
+    return value
+
+
+def check_email(value: str | None, *, settings: Settings) -> str | None:
+    if value is None:
+        return None
+    check_optional_text(value, field="email", settings=settings)
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or " " in value:
+        raise BadUserInput(f"email {value!r} is not an email address", field="email")
+    return value
+
+
+def check_content(value: str, *, field: str, settings: Settings) -> str:
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if not value or size > settings.max_content_bytes:
+        raise BadUserInput(
+            f"{field} must be 1 character to {settings.max_content_bytes} bytes, got {size} bytes",
+            field=field,
+        )
+    if "\x00" in value:
+        raise BadUserInput(f"{field} must not contain NUL", field=field)
+    return value
+
+
+def check_metadata(
+    value: Any, *, field: str, settings: Settings, patch: bool = False
+) -> dict[str, Any]:
+    """Metadata: a JSON object within the size, depth and key rules.
+
+    ``patch`` allows ``null`` values (they remove keys in a merge); stored metadata holds none.
+    """
+    if not isinstance(value, dict):
+        raise BadUserInput(f"{field} must be a JSON object", field=field)
+    _check_value(value, field=field, settings=settings, depth=1)
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (ValueError, UnicodeEncodeError):
+        raise BadUserInput(f"{field} is not valid JSON", field=field) from None
+    if size > settings.max_metadata_bytes:
+        raise BadUserInput(
+            f"{field} is {size} bytes encoded; the limit is {settings.max_metadata_bytes}",
+            field=field,
+        )
+    return value
+
+
+def _check_value(value: Any, *, field: str, settings: Settings, depth: int) -> None:
+    if isinstance(value, dict):
+        if depth > settings.max_metadata_depth:
+            raise BadUserInput(
+                f"{field} nests deeper than {settings.max_metadata_depth} levels", field=field
+            )
+        for key, item in value.items():
+            _check_key(key, field=field, settings=settings)
+            _check_value(item, field=f"{field}.{key}", settings=settings, depth=depth + 1)
+    elif isinstance(value, list):
+        if depth > settings.max_metadata_depth:
+            raise BadUserInput(
+                f"{field} nests deeper than {settings.max_metadata_depth} levels", field=field
+            )
+        for index, item in enumerate(value):
+            _check_value(item, field=f"{field}[{index}]", settings=settings, depth=depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BadUserInput(f"{field} must be a finite number", field=field)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise BadUserInput(f"{field} must not contain NUL", field=field)
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise BadUserInput(f"{field} is out of the 64-bit integer range", field=field)
+
+
+def _check_key(key: Any, *, field: str, settings: Settings) -> None:
+    if not isinstance(key, str) or not 1 <= len(key) <= settings.max_metadata_key_length:
+        raise BadUserInput(
+            f"{field}: keys must be 1-{settings.max_metadata_key_length} characters", field=field
+        )
+    if key.startswith("$") or "." in key or "\x00" in key:
+        raise BadUserInput(
+            f"{field}: key {key!r} must not start with '$' or contain '.' or NUL", field=field
+        )
+
+
+def check_filter_metadata(value: Any, *, settings: Settings) -> dict[str, Any]:
+    """``filter.metadata``: top-level keys to scalar values, matched by equality."""
+    if not isinstance(value, dict):
+        raise BadUserInput("filter.metadata must be a JSON object", field="filter.metadata")
+    for key, item in value.items():
+        _check_key(key, field="filter.metadata", settings=settings)
+        if isinstance(item, dict | list) or item is None:
+            raise BadUserInput(
+                f"filter.metadata.{key} must be a string, number or boolean",
+                field="filter.metadata",
+            )
+        _check_value(item, field=f"filter.metadata.{key}", settings=settings, depth=1)
+    return value
+
+
+def check_count(count: int, *, field: str, low: int, high: int) -> int:
+    if not low <= count <= high:
+        raise BadUserInput(f"{field} must be {low}-{high}, got {count}", field=field)
+    return count
