@@ -97,11 +97,14 @@ def purge_command(older_than: int | None) -> None:
 
 
 async def _purge(settings: Settings, seconds: int) -> dict[str, int]:
-    from app.db.engine import database_for_command
+    from app.db.engine import EngineError, database_for_command
     from app.db.purge import purge
 
-    async with database_for_command(settings) as db:
-        return await purge(db, older_than_ms=seconds * 1000)
+    try:
+        async with database_for_command(settings) as db:
+            return await purge(db, older_than_ms=seconds * 1000)
+    except EngineError as exc:
+        raise click.ClickException(f"cannot start the embedded engine: {exc}") from None
 
 
 if __name__ == "__main__":

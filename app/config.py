@@ -75,6 +75,7 @@ class Settings:
         checks = [
             (self.port > 0 and self.port < 65536, "MEMVAULT_PORT must be 1-65535"),
             (self.db_timeout_ms >= 50, "MEMVAULT_DB_TIMEOUT_MS must be at least 50"),
+            (self.engine_start_timeout > 0, "MEMVAULT_ENGINE_START_TIMEOUT must be > 0"),
             (self.purge_interval >= 0, "MEMVAULT_PURGE_INTERVAL must be >= 0"),
             (self.purge_after >= 0, "MEMVAULT_PURGE_AFTER must be >= 0"),
             (1 <= self.max_page_size <= 1000, "MEMVAULT_MAX_PAGE_SIZE must be 1-1000"),

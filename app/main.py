@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from app.db.engine import EmbeddedEngine, connect
+from app.db.engine import EmbeddedEngine, EngineError, connect
 from app.db.indexes import ensure_indexes
 from app.db.purge import purge
 from app.schema import schema
@@ -134,7 +134,11 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
                     settings.data_dir, start_timeout=settings.engine_start_timeout
                 )
                 log.info("starting embedded engine (nx-27017) with data in %s", engine.data_dir)
-                uri = await asyncio.to_thread(engine.start)
+                try:
+                    uri = await asyncio.to_thread(engine.start)
+                except EngineError as exc:
+                    log.error("cannot start the embedded engine: %s", exc)
+                    raise
                 log.info("embedded engine answers on %s", uri)
             else:
                 log.info("using MongoDB at %s", _redact(uri))

@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 Doc = dict[str, Any]
 Key = str | int
 
-# The engine answers a $unionWith pipeline of up to ~45 branches in time linear in the branches,
-# and ~50x slower past that (measured: 45 branches 15 ms, 50 branches 585 ms). MongoDB has no
-# such cliff; one chunk size keeps a single code path.
-UNION_BRANCHES_PER_COMMAND = 40
+# The engine answers a flat $unionWith pipeline of up to ~45 branches in time linear in the
+# branches, and ~50x slower past that (measured: 45 branches 15 ms, 50 branches 585 ms), while
+# nested unions of at most 40 branches each stay linear (100 branches in 3 groups: 55 ms).
+# So one command of any size is a tree of unions at most this wide.
+UNION_WIDTH = 40
+# Largest first batch asked for (a reply stays well under MongoDB's 16 MiB per batch of rows this
+# size only because every batched read is bounded by page size times parents).
+MAX_BATCH_ROWS = 10_000
 # Optimistic-concurrency retries of a guarded patch before giving up with CONFLICT.
 PATCH_ATTEMPTS = 200
 
@@ -114,12 +118,26 @@ def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield values[start : start + size]
 
 
-async def _union(coll: AsyncCollection[Doc], branches: list[list[Doc]]) -> list[Doc]:
-    """Run branches as one aggregate: the first inline, the rest joined by ``$unionWith``."""
-    pipeline = branches[0] + [
-        {"$unionWith": {"coll": coll.name, "pipeline": branch}} for branch in branches[1:]
-    ]
-    cursor = await coll.aggregate(pipeline)
+def union_pipeline(collection: str, branches: Sequence[list[Doc]]) -> list[Doc]:
+    """One pipeline returning each branch's rows in branch order: the first branch inline, the
+    others joined by ``$unionWith``, nested so that no pipeline has more than ``UNION_WIDTH``."""
+
+    def flat(group: Sequence[list[Doc]]) -> list[Doc]:
+        return list(group[0]) + [
+            {"$unionWith": {"coll": collection, "pipeline": branch}} for branch in group[1:]
+        ]
+
+    while len(branches) > UNION_WIDTH:
+        branches = [flat(group) for group in _chunks(branches, UNION_WIDTH)]
+    return flat(branches)
+
+
+async def _union(
+    coll: AsyncCollection[Doc], branches: Sequence[list[Doc]], *, rows_per_branch: int
+) -> list[Doc]:
+    # The answer's size is bounded and known: take it in one batch, with no getMore round trips.
+    batch = max(1, min(len(branches) * rows_per_branch, MAX_BATCH_ROWS))
+    cursor = await coll.aggregate(union_pipeline(coll.name, branches), batchSize=batch)
     return await cursor.to_list()
 
 
@@ -132,38 +150,35 @@ async def find_windows(
     key_field: str,
     window: Window,
 ) -> dict[str, list[Doc]]:
-    """The same keyset window for each group (one bounded, index-backed branch per group).
+    """The same keyset window for each group, in one command of bounded, index-backed branches.
 
-    One command per ``UNION_BRANCHES_PER_COMMAND`` groups; no group's rows beyond its window are
-    read. Each group's rows come back in the window's order.
+    No group's rows beyond its window are read. Each group's rows come back in the window's order.
     """
     result: dict[str, list[Doc]] = {group: [] for group in groups}
     if window.empty() or window.limit <= 0 or not groups:
         return result
-    unique = list(dict.fromkeys(groups))
-    for chunk in _chunks(unique, UNION_BRANCHES_PER_COMMAND):
-        branches = [window.pipeline({**match, group_field: group}, key_field) for group in chunk]
-        for doc in await _union(coll, branches):
-            result[doc[group_field]].append(doc)
+    branches = [window.pipeline({**match, group_field: group}, key_field) for group in result]
+    for doc in await _union(coll, branches, rows_per_branch=window.limit):
+        result[doc[group_field]].append(doc)
+    for rows in result.values():  # MongoDB does not promise $unionWith's output order
+        rows.sort(key=lambda doc: doc[key_field], reverse=window.descending)
     return result
 
 
 async def find_by_keys(
     coll: AsyncCollection[Doc], *, match: Mapping[str, Any], field: str, values: Sequence[str]
 ) -> dict[str, Doc]:
-    """Documents whose unique ``field`` is one of ``values``: one equality branch per value.
+    """Documents whose unique ``field`` is one of ``values``: one equality branch per value, one
+    command.
 
     (``$in`` is a collection scan on the embedded engine; equality branches use its index.)
     """
-    found: dict[str, Doc] = {}
-    unique = list(dict.fromkeys(values))
-    for chunk in _chunks(unique, UNION_BRANCHES_PER_COMMAND):
-        branches: list[list[Doc]] = [
-            [{"$match": {**match, field: value}}, {"$limit": 1}] for value in chunk
-        ]
-        for doc in await _union(coll, branches):
-            found[doc[field]] = doc
-    return found
+    if not values:
+        return {}
+    branches: list[list[Doc]] = [
+        [{"$match": {**match, field: value}}, {"$limit": 1}] for value in dict.fromkeys(values)
+    ]
+    return {doc[field]: doc for doc in await _union(coll, branches, rows_per_branch=1)}
 
 
 async def count(coll: AsyncCollection[Doc], match: Mapping[str, Any]) -> int:

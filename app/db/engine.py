@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
     from pymongo.asynchronous.database import AsyncDatabase
@@ -34,7 +34,9 @@ class EngineError(RuntimeError):
     """The embedded engine could not be started."""
 
 
-def connect(uri: str, *, timeout_ms: int = 2000) -> AsyncMongoClient[dict[str, Any]]:
+def connect(
+    uri: str, *, timeout_ms: int = 2000, event_listeners: Sequence[Any] = ()
+) -> AsyncMongoClient[dict[str, Any]]:
     """An async client whose operations fail within about ``timeout_ms`` when the server is away."""
     return AsyncMongoClient(
         uri,
@@ -42,6 +44,7 @@ def connect(uri: str, *, timeout_ms: int = 2000) -> AsyncMongoClient[dict[str, A
         connectTimeoutMS=timeout_ms,
         tz_aware=True,
         uuidRepresentation="standard",
+        event_listeners=list(event_listeners),
     )
 
 
@@ -120,15 +123,18 @@ class EmbeddedEngine:
         ]
 
     def _spawn(self) -> None:
-        (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self._command(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches us, and we stop the engine ourselves
-            )
+        try:
+            (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("ab") as out:
+                self.process = subprocess.Popen(
+                    self._command(),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Ctrl-C reaches us, and we stop the engine ourselves
+                )
+        except OSError as exc:
+            raise EngineError(f"cannot use data directory {self.data_dir}: {exc}") from None
 
     def _tail_log(self, lines: int = 5) -> str:
         try:
@@ -142,10 +148,13 @@ class EmbeddedEngine:
         self._stopping = False
         self._spawn()
         self._wait_ready()
+        self._write_address()
+        return self.uri
+
+    def _write_address(self) -> None:
         (self.data_dir / ADDRESS_FILE).write_text(
             json.dumps({"uri": self.uri, "pid": self.process.pid if self.process else None})
         )
-        return self.uri
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -214,6 +223,7 @@ class EmbeddedEngine:
             (self.data_dir / "engine.pid").unlink()  # the dead engine's PID file blocks a new one
         self._spawn()
         self._wait_ready()
+        self._write_address()  # the new pid
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,253 @@
+"""Relay connections: keyset cursors, exact page flags, limits, filters, stable walks, node()."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.conftest import GraphQLClient
+
+USERS_PAGE = """query($first: Int, $after: String, $last: Int, $before: String, $filter: UserFilter) {
+  users(first: $first, after: $after, last: $last, before: $before, filter: $filter) {
+    totalCount
+    edges { cursor node { userId } }
+    nodes { userId }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
+SESSIONS_PAGE = """query($first: Int, $after: String, $last: Int, $before: String, $filter: SessionFilter) {
+  sessions(first: $first, after: $after, last: $last, before: $before, filter: $filter) {
+    totalCount nodes { sessionId userId }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
+MEMORIES_PAGE = """query($id: String!, $first: Int, $after: String, $last: Int, $before: String) {
+  session(sessionId: $id) { memories(first: $first, after: $after, last: $last, before: $before) {
+    totalCount nodes { seq content }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }"""
+CREATE_USER = """mutation($id: String!, $metadata: JSON) {
+  createUser(input: {userId: $id, metadata: $metadata}) { userId createdAt } }"""
+DELETE_USER = """mutation($id: String!) { deleteUser(userId: $id) { deleted } }"""
+ADD = """mutation($session: String!, $user: String, $contents: [MemoryInput!]!) {
+  addMemories(input: {sessionId: $session, userId: $user, memories: $contents}) { session { id } } }"""
+
+
+async def make_users(gql: GraphQLClient, ids: list[str], **metadata: Any) -> list[str]:
+    """Create users one after another (each gets a later createdAt than the one before)."""
+    created = []
+    for user_id in ids:
+        data = await gql.ok(CREATE_USER, {"id": user_id, "metadata": metadata or None})
+        created.append(data["createUser"]["createdAt"])
+        await asyncio.sleep(0.003)
+    return created
+
+
+async def add(gql: GraphQLClient, session: str, count: int, user: str | None = None) -> None:
+    contents = [{"roleType": "USER", "content": f"{session}-{i}"} for i in range(count)]
+    await gql.ok(ADD, {"session": session, "user": user, "contents": contents})
+
+
+def user_ids(page: dict[str, Any]) -> list[str]:
+    return [node["userId"] for node in page["nodes"]]
+
+
+async def test_forward_walk_has_exact_flags(gql: GraphQLClient) -> None:
+    ids = [f"u{i:02d}" for i in range(7)]
+    await make_users(gql, ids)
+    seen: list[str] = []
+    after = None
+    flags = []
+    while True:
+        page = (await gql.ok(USERS_PAGE, {"first": 3, "after": after}))["users"]
+        assert page["totalCount"] == 7
+        assert [e["node"]["userId"] for e in page["edges"]] == user_ids(page)
+        assert page["pageInfo"]["startCursor"] == page["edges"][0]["cursor"]
+        assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
+        seen += user_ids(page)
+        flags.append((page["pageInfo"]["hasPreviousPage"], page["pageInfo"]["hasNextPage"]))
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == ids
+    assert flags == [(False, True), (True, True), (True, False)]
+
+
+async def test_backward_walk_has_exact_flags(gql: GraphQLClient) -> None:
+    ids = [f"u{i:02d}" for i in range(7)]
+    await make_users(gql, ids)
+    pages: list[list[str]] = []
+    flags = []
+    before = None
+    while True:
+        page = (await gql.ok(USERS_PAGE, {"last": 3, "before": before}))["users"]
+        pages.append(user_ids(page))
+        flags.append((page["pageInfo"]["hasPreviousPage"], page["pageInfo"]["hasNextPage"]))
+        if not page["pageInfo"]["hasPreviousPage"]:
+            break
+        before = page["pageInfo"]["startCursor"]
+    assert pages == [["u04", "u05", "u06"], ["u01", "u02", "u03"], ["u00"]]
+    assert flags == [(True, False), (True, True), (False, True)]
+
+
+async def test_after_and_before_together(gql: GraphQLClient) -> None:
+    await make_users(gql, [f"u{i}" for i in range(6)])
+    edges = (await gql.ok(USERS_PAGE, {"first": 6}))["users"]["edges"]
+    page = await gql.ok(
+        USERS_PAGE, {"first": 10, "after": edges[0]["cursor"], "before": edges[4]["cursor"]}
+    )
+    assert user_ids(page["users"]) == ["u1", "u2", "u3"]
+    assert page["users"]["pageInfo"]["hasPreviousPage"] is True
+    page = await gql.ok(
+        USERS_PAGE, {"last": 2, "after": edges[0]["cursor"], "before": edges[4]["cursor"]}
+    )
+    assert user_ids(page["users"]) == ["u2", "u3"]
+    assert page["users"]["pageInfo"]["hasNextPage"] is True
+    assert page["users"]["pageInfo"]["hasPreviousPage"] is True
+
+
+async def test_default_page_size_is_20_and_empty_page(gql: GraphQLClient) -> None:
+    await make_users(gql, [f"u{i:02d}" for i in range(23)])
+    page = (await gql.ok(USERS_PAGE, {}))["users"]
+    assert len(page["nodes"]) == 20
+    assert page["pageInfo"]["hasNextPage"] is True
+    page = (await gql.ok(USERS_PAGE, {"first": 0}))["users"]
+    assert page["nodes"] == []
+    assert page["pageInfo"]["startCursor"] is None
+    assert page["totalCount"] == 23
+
+
+@pytest.mark.parametrize(
+    ("variables", "field"),
+    [
+        ({"first": 101}, "first"),
+        ({"last": 101}, "last"),
+        ({"first": -1}, "first"),
+        ({"first": 2, "last": 2}, "first"),
+        ({"after": "not a cursor"}, "after"),
+        ({"before": "bXYxOnVzZXJz"}, "before"),
+        ({"after": "bXYxOm1lbW9yaWVzOm46Mg"}, "after"),  # a memories cursor on users
+    ],
+)
+async def test_bad_page_arguments(
+    gql: GraphQLClient, variables: dict[str, Any], field: str
+) -> None:
+    error = await gql.error(USERS_PAGE, variables)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert field in error["message"]
+
+
+async def test_walk_is_stable_while_rows_come_and_go(gql: GraphQLClient) -> None:
+    """No row twice, and no skipped row among those live for the whole walk."""
+    ids = [f"u{i:02d}" for i in range(12)]
+    await make_users(gql, ids)
+    seen: list[str] = []
+    after = None
+    step = 0
+    while True:
+        page = (await gql.ok(USERS_PAGE, {"first": 4, "after": after}))["users"]
+        seen += user_ids(page)
+        # between pages: delete one row ahead and one behind, add a new one
+        step += 1
+        await gql.ok(DELETE_USER, {"id": f"u{step * 4 + 1:02d}"}) if step * 4 + 1 < 12 else None
+        await gql.ok(DELETE_USER, {"id": f"u{step - 1:02d}"})
+        await make_users(gql, [f"new{step}"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert len(seen) == len(set(seen))
+    deleted_ahead = {f"u{s * 4 + 1:02d}" for s in range(1, 4)}
+    survivors = [i for i in ids if i not in deleted_ahead]
+    assert [i for i in seen if i in survivors] == survivors
+
+
+async def test_created_filters_and_metadata_filter(gql: GraphQLClient) -> None:
+    times = await make_users(gql, ["a", "b", "c", "d"])
+    await make_users(gql, ["e", "f"], team="red", level=3)
+    page = await gql.ok(
+        USERS_PAGE, {"filter": {"createdAfter": times[0], "createdBefore": times[3]}}
+    )
+    assert user_ids(page["users"]) == ["b", "c"]
+    assert page["users"]["totalCount"] == 2
+    page = await gql.ok(USERS_PAGE, {"filter": {"metadata": {"team": "red", "level": 3}}})
+    assert user_ids(page["users"]) == ["e", "f"]
+    assert page["users"]["totalCount"] == 2
+    page = await gql.ok(USERS_PAGE, {"filter": {"metadata": {"level": "3"}}})
+    assert user_ids(page["users"]) == []
+
+
+async def test_session_filter_by_user_and_paging(gql: GraphQLClient) -> None:
+    await make_users(gql, ["ann", "bob"])
+    for i in range(5):
+        await add(gql, f"ann-{i}", 1, user="ann")
+    await add(gql, "bob-0", 1, user="bob")
+    await add(gql, "nobody", 1)
+    page = (await gql.ok(SESSIONS_PAGE, {"first": 3, "filter": {"userId": "ann"}}))["sessions"]
+    assert [n["sessionId"] for n in page["nodes"]] == ["ann-0", "ann-1", "ann-2"]
+    assert page["totalCount"] == 5
+    rest = await gql.ok(
+        SESSIONS_PAGE,
+        {"first": 3, "after": page["pageInfo"]["endCursor"], "filter": {"userId": "ann"}},
+    )
+    assert [n["sessionId"] for n in rest["sessions"]["nodes"]] == ["ann-3", "ann-4"]
+    everything = (await gql.ok(SESSIONS_PAGE, {}))["sessions"]
+    assert everything["totalCount"] == 7
+    assert everything["nodes"][-1] == {"sessionId": "nobody", "userId": None}
+    nested = await gql.ok(
+        """{ user(userId: "ann") { sessions(last: 2) { nodes { sessionId }
+            pageInfo { hasPreviousPage hasNextPage } totalCount } } }"""
+    )
+    assert nested["user"]["sessions"] == {
+        "nodes": [{"sessionId": "ann-3"}, {"sessionId": "ann-4"}],
+        "pageInfo": {"hasPreviousPage": True, "hasNextPage": False},
+        "totalCount": 5,
+    }
+
+
+async def test_memories_recent_window_and_walk(gql: GraphQLClient) -> None:
+    await add(gql, "chat", 25)
+    recent = (await gql.ok(MEMORIES_PAGE, {"id": "chat", "last": 10}))["session"]["memories"]
+    assert [n["content"] for n in recent["nodes"]] == [f"chat-{i}" for i in range(15, 25)]
+    assert recent["pageInfo"]["hasPreviousPage"] is True
+    assert recent["pageInfo"]["hasNextPage"] is False
+    assert recent["totalCount"] == 25
+    older = await gql.ok(
+        MEMORIES_PAGE, {"id": "chat", "last": 10, "before": recent["pageInfo"]["startCursor"]}
+    )
+    assert [n["seq"] for n in older["session"]["memories"]["nodes"]] == list(range(6, 16))
+    forward: list[int] = []
+    after = None
+    while True:
+        page = (await gql.ok(MEMORIES_PAGE, {"id": "chat", "first": 7, "after": after}))["session"][
+            "memories"
+        ]
+        forward += [n["seq"] for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert forward == list(range(1, 26))
+
+
+async def test_node_lookup(gql: GraphQLClient, db: AsyncDatabase[dict[str, Any]]) -> None:
+    await make_users(gql, ["ann"])
+    await add(gql, "s1", 2, user="ann")
+    data = await gql.ok(
+        """{ user(userId: "ann") { id } session(sessionId: "s1") { id
+             memories { nodes { id uuid } } } }"""
+    )
+    memory = data["session"]["memories"]["nodes"][0]
+    nodes = await gql.ok(
+        """query($u: ID!, $s: ID!, $m: ID!) {
+             u: node(id: $u) { __typename ... on User { userId } }
+             s: node(id: $s) { __typename ... on Session { sessionId } }
+             m: node(id: $m) { __typename id ... on Memory { uuid } } }""",
+        {"u": data["user"]["id"], "s": data["session"]["id"], "m": memory["id"]},
+    )
+    assert nodes == {
+        "u": {"__typename": "User", "userId": "ann"},
+        "s": {"__typename": "Session", "sessionId": "s1"},
+        "m": {"__typename": "Memory", "id": memory["id"], "uuid": memory["uuid"]},
+    }
+    await gql.ok('mutation { deleteSession(sessionId: "s1") { deleted } }')
+    gone = await gql.ok("query($s: ID!) { node(id: $s) { id } }", {"s": data["session"]["id"]})
+    assert gone == {"node": None}
+    error = await gql.error('{ node(id: "garbage!") { id } }')
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"

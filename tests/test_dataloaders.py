@@ -1,0 +1,140 @@
+"""Nested fields are batched: database commands per query depend on depth, not on fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pymongo import monitoring
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.config import Settings
+from app.db.engine import connect
+from app.main import create_app
+from tests.conftest import GraphQLClient
+
+NESTED = """{ users(first: 10) { nodes { userId sessions(first: 10) { nodes { sessionId memoryCount
+    memories(last: 10) { nodes { content } } } } } } }"""
+ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) { session { sessionId } } }"""
+CREATE_USER = """mutation($id: String!) { createUser(input: {userId: $id}) { userId } }"""
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the database commands the app sends (not the handshake or monitoring)."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in {"hello", "ismaster", "isMaster", "endSessions"}:
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def counted(
+    mongo_uri: str, db: AsyncDatabase[dict[str, Any]], settings: Settings
+) -> AsyncIterator[tuple[GraphQLClient, CommandCounter]]:
+    counter = CommandCounter()
+    client = connect(mongo_uri, event_listeners=[counter])
+    app = create_app(settings, client=client)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://memvault.test"
+            ) as http:
+                yield GraphQLClient(http), counter
+    finally:
+        await client.close()
+
+
+async def seed(gql: GraphQLClient, *, users: int, sessions: int, memories: int, tag: str) -> None:
+    for u in range(users):
+        user_id = f"{tag}-u{u}"
+        await gql.ok(CREATE_USER, {"id": user_id})
+        for s in range(sessions):
+            batch = [
+                {"roleType": "USER", "content": f"{user_id}-s{s}-m{m}"} for m in range(memories)
+            ]
+            await gql.ok(
+                ADD,
+                {"input": {"sessionId": f"{user_id}-s{s}", "userId": user_id, "memories": batch}},
+            )
+
+
+async def commands_for(
+    gql: GraphQLClient, counter: CommandCounter, query: str
+) -> tuple[int, dict[str, Any]]:
+    counter.commands.clear()
+    data = await gql.ok(query)
+    return len(counter.commands), data
+
+
+async def test_nested_query_command_count_is_flat(
+    counted: tuple[GraphQLClient, CommandCounter],
+) -> None:
+    gql, counter = counted
+    await seed(gql, users=1, sessions=2, memories=3, tag="a")
+    small, data = await commands_for(gql, counter, NESTED)
+    assert [n["sessionId"] for n in data["users"]["nodes"][0]["sessions"]["nodes"]] == [
+        "a-u0-s0",
+        "a-u0-s1",
+    ]
+    assert [m["content"] for m in data["users"]["nodes"][0]["sessions"]["nodes"][0]["memories"]["nodes"]] == [
+        "a-u0-s0-m0", "a-u0-s0-m1", "a-u0-s0-m2",
+    ]  # fmt: skip
+
+    await seed(gql, users=9, sessions=10, memories=12, tag="b")
+    large, data = await commands_for(gql, counter, NESTED)
+    users = data["users"]["nodes"]
+    assert len(users) == 10
+    sessions = [s for u in users for s in u["sessions"]["nodes"]]
+    assert len(sessions) == 2 + 9 * 10
+    last = users[-1]["sessions"]["nodes"][-1]
+    assert last["memoryCount"] == 12
+    assert [m["content"] for m in last["memories"]["nodes"]] == [
+        f"b-u8-s9-m{m}" for m in range(2, 12)
+    ]
+    print(f"\ndatabase commands for the nested query: 1 user {small}, 10 users {large}")
+    assert small == large == 3
+
+
+async def test_totals_and_page_flags_are_batched(
+    counted: tuple[GraphQLClient, CommandCounter],
+) -> None:
+    gql, counter = counted
+    await seed(gql, users=3, sessions=3, memories=4, tag="c")
+    query = """{ users(first: 10) { totalCount nodes { sessions(first: 2) { totalCount
+        pageInfo { hasNextPage hasPreviousPage endCursor } nodes { memories(last: 2) {
+        totalCount pageInfo { hasPreviousPage hasNextPage } } } } } } }"""
+    count_small, data = await commands_for(gql, counter, query)
+    user = data["users"]["nodes"][0]
+    assert data["users"]["totalCount"] == 3
+    assert user["sessions"]["totalCount"] == 3
+    assert user["sessions"]["pageInfo"]["hasNextPage"] is True
+    assert user["sessions"]["pageInfo"]["hasPreviousPage"] is False
+    memories = user["sessions"]["nodes"][0]["memories"]
+    assert memories["totalCount"] == 4
+    assert memories["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False}
+    await seed(gql, users=5, sessions=4, memories=2, tag="d")
+    count_large, _ = await commands_for(gql, counter, query)
+    assert count_small == count_large
+
+
+@pytest.mark.parametrize("depth_query", ['{ user(userId: "x") { userId } }'])
+async def test_lookup_of_missing_user_is_one_command(
+    counted: tuple[GraphQLClient, CommandCounter], depth_query: str
+) -> None:
+    gql, counter = counted
+    count, data = await commands_for(gql, counter, depth_query)
+    assert data == {"user": None}
+    assert count == 1
