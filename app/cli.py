@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from app.config import Settings, SettingsError
+from app.errors import MemvaultError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from pymongo.asynchronous.database import AsyncDatabase
+
+    from app.db.documents import Doc
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -57,6 +66,11 @@ def serve(host: str | None, port: int | None) -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGTERM/SIGINT it handled once its graceful shutdown is done, which
+    # would end the process "killed by SIGTERM" (or "Aborted!" with code 1 after Ctrl-C); a stop
+    # on request is a success: exit code 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda signum, frame: sys.exit(0))
     server.run()
     if not server.started:
         raise SystemExit(1)
@@ -92,17 +106,106 @@ def purge_command(older_than: int | None) -> None:
     seconds = settings.purge_after if older_than is None else older_than
     if seconds < 0:
         raise click.BadParameter("must be >= 0", param_hint="--older-than")
-    counts = asyncio.run(_purge(settings, seconds))
+    from app.db.purge import purge
+
+    async def run(db: AsyncDatabase[Doc]) -> dict[str, int]:
+        return await purge(db, older_than_ms=seconds * 1000)
+
+    counts = _with_database(settings, run)
     click.echo(json.dumps({"purged": counts, "older_than_seconds": seconds}))
 
 
-async def _purge(settings: Settings, seconds: int) -> dict[str, int]:
-    from app.db.engine import EngineError, database_for_command
-    from app.db.purge import purge
+@main.group()
+def keys() -> None:
+    """Manage API keys (stored only as hashes; a new key is printed once)."""
+
+
+@keys.command("create")
+@click.option("--project", required=True, help="The project the key reads and writes.")
+@click.option(
+    "--scope", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True
+)
+@click.option("--name", default="", help="A label to recognise the key by.")
+def keys_create(project: str, scope: str, name: str) -> None:
+    """Create a key and print it (it cannot be shown again)."""
+    from app.db import api_keys
+    from app.validation import check_id
+
+    settings = _settings()
+    try:
+        check_id(project, field="--project", settings=settings)
+    except MemvaultError as exc:
+        raise click.BadParameter(exc.message, param_hint="--project") from None
+
+    async def create(db: AsyncDatabase[Doc]) -> tuple[Doc, str]:
+        return await api_keys.create_key(db, project_id=project, scope=scope, name=name)
+
+    doc, key = _with_database(settings, create)
+    click.echo(f"created key {doc['key_id']} (project {project!r}, scope {scope})")
+    click.echo("store it now; it is not shown again:")
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+def keys_list(as_json: bool) -> None:
+    """List keys: id, project, scope, name, created, revoked (never the key)."""
+    from app.db import api_keys
+
+    rows = _with_database(_settings(), api_keys.list_keys)
+    for row in rows:
+        record = {
+            "key_id": row["key_id"],
+            "project": row["project_id"],
+            "scope": row["scope"],
+            "name": row.get("name", ""),
+            "created_ms": row["created_ms"],
+            "revoked": bool(row["revoked_ms"]),
+        }
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            state = "revoked" if record["revoked"] else "active"
+            click.echo(
+                f"{record['key_id']}  {record['project']}  {record['scope']:<5}  {state:<7}  "
+                f"{record['name']}"
+            )
+    if not rows and not as_json:
+        click.echo(
+            "no keys: the server runs open on the 'default' project (unless MEMVAULT_AUTH=required)"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id (servers notice within MEMVAULT_AUTH_CACHE_SECONDS)."""
+    from app.db import api_keys
+
+    async def revoke(db: AsyncDatabase[Doc]) -> Doc:
+        return await api_keys.revoke_key(db, key_id=key_id)
 
     try:
+        _with_database(_settings(), revoke)
+    except MemvaultError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"revoked key {key_id}")
+
+
+T = TypeVar("T")
+
+
+def _with_database(settings: Settings, work: Callable[[AsyncDatabase[Doc]], Awaitable[T]]) -> T:
+    """Run ``work`` on the command's database (see ``database_for_command``)."""
+    from app.db.engine import EngineError, database_for_command
+
+    async def run() -> T:
         async with database_for_command(settings) as db:
-            return await purge(db, older_than_ms=seconds * 1000)
+            return await work(db)
+
+    _configure_logging("WARNING")
+    try:
+        return asyncio.run(run())
     except EngineError as exc:
         raise click.ClickException(f"cannot start the embedded engine: {exc}") from None
 

@@ -54,6 +54,18 @@ class Settings:
     max_content_bytes: int = field(
         default=262144, metadata={"doc": "largest memory content, UTF-8"}
     )
+    auth: str = field(
+        default="open", metadata={"doc": "`open`, or `required`: every request needs an API key"}
+    )
+    auth_cache_seconds: float = field(
+        default=5.0, metadata={"doc": "how long a key lookup is cached (revocation delay)"}
+    )
+    max_query_depth: int = field(default=10, metadata={"doc": "deepest GraphQL selection"})
+    max_aliases: int = field(default=20, metadata={"doc": "most aliases in one document"})
+    max_tokens: int = field(default=5000, metadata={"doc": "most tokens in one document"})
+    max_body_bytes: int = field(
+        default=5 * 1024 * 1024, metadata={"doc": "largest request body (413 above)"}
+    )
     max_memories_per_call: int = field(
         default=1000, metadata={"doc": "most memories in one addMemories"}
     )
@@ -84,6 +96,12 @@ class Settings:
                 "MEMVAULT_DEFAULT_PAGE_SIZE must be 1..MEMVAULT_MAX_PAGE_SIZE",
             ),
             (self.database.isidentifier(), "MEMVAULT_DATABASE must be an identifier"),
+            (self.auth in {"open", "required"}, "MEMVAULT_AUTH must be open or required"),
+            (self.auth_cache_seconds >= 0, "MEMVAULT_AUTH_CACHE_SECONDS must be >= 0"),
+            (self.max_query_depth >= 2, "MEMVAULT_MAX_QUERY_DEPTH must be >= 2"),
+            (self.max_aliases >= 0, "MEMVAULT_MAX_ALIASES must be >= 0"),
+            (self.max_tokens >= 100, "MEMVAULT_MAX_TOKENS must be >= 100"),
+            (self.max_body_bytes >= 1024, "MEMVAULT_MAX_BODY_BYTES must be >= 1024"),
             (self.max_id_length >= 1, "MEMVAULT_MAX_ID_LENGTH must be >= 1"),
             (self.max_metadata_bytes >= 2, "MEMVAULT_MAX_METADATA_BYTES must be >= 2"),
             (self.max_metadata_depth >= 1, "MEMVAULT_MAX_METADATA_DEPTH must be >= 1"),

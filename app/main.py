@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
@@ -18,10 +20,12 @@ from strawberry.asgi import GraphQL
 from app.db.engine import EmbeddedEngine, EngineError, connect
 from app.db.indexes import ensure_indexes
 from app.db.purge import purge
-from app.schema import schema
+from app.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
+from app.schema import build_schema
 from app.schema.context import Context
 from app.schema.errors import format_error
 from app.schema.loaders import DataLoaders
+from app.security import Authenticator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
     from starlette.websockets import WebSocket
     from strawberry.http import GraphQLHTTPResponse
     from strawberry.types import ExecutionResult
@@ -39,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memvault")
 
-DEFAULT_PROJECT = "default"
 READY_TIMEOUT_S = 1.0
 
 
@@ -50,6 +54,7 @@ class Runtime:
     settings: Settings
     client: AsyncMongoClient[Doc]
     db: AsyncDatabase[Doc]
+    authenticator: Authenticator
     engine: EmbeddedEngine | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -61,17 +66,23 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         runtime: Runtime = request.app.state.runtime
-        project_id = DEFAULT_PROJECT
-        request_id = request_id_of(request)
+        principal = request.state.principal  # set by GraphQLGuard before this view runs
         return Context(
             request=request,
             response=response if not hasattr(response, "receive") else None,  # type: ignore[arg-type,unused-ignore]
             db=runtime.db,
             settings=runtime.settings,
-            project_id=project_id,
-            request_id=request_id,
-            loaders=DataLoaders(db=runtime.db, project_id=project_id),
+            principal=principal,
+            request_id=request_id_of(request),
+            loaders=DataLoaders(db=runtime.db, project_id=principal.project_id),
         )
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON bodies; one nested too deeply or not UTF-8 is a 400 like any malformed body."""
+        try:
+            return json.loads(data)
+        except (RecursionError, UnicodeDecodeError):
+            raise json.JSONDecodeError("nested too deeply or not UTF-8", "", 0) from None
 
     async def process_result(
         self, request: Request | WebSocket, result: ExecutionResult
@@ -143,8 +154,17 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
             else:
                 log.info("using MongoDB at %s", _redact(uri))
             mongo = connect(uri, timeout_ms=settings.db_timeout_ms)
+        database = mongo[settings.database]
         runtime = Runtime(
-            settings=settings, client=mongo, db=mongo[settings.database], engine=engine
+            settings=settings,
+            client=mongo,
+            db=database,
+            authenticator=Authenticator(
+                database,
+                required=settings.auth == "required",
+                cache_seconds=settings.auth_cache_seconds,
+            ),
+            engine=engine,
         )
         try:
             await runtime.db.command("ping")
@@ -164,6 +184,7 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
                     settings.purge_after,
                 )
             app.state.runtime = runtime
+            await _announce_auth(runtime)
             log.info("memvault is ready: open http://%s:%d/graphql", settings.host, settings.port)
             yield
         finally:
@@ -178,7 +199,12 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
                 engine.stop()
                 log.info("embedded engine stopped")
 
-    graphql_app = GraphQLApp(schema, graphql_ide="graphiql" if settings.graphiql else None)
+    graphql_app = GraphQLApp(
+        build_schema(settings),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        allow_queries_via_get=True,
+    )
+    guarded = GraphQLGuard(graphql_app, max_body_bytes=settings.max_body_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -190,11 +216,102 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
         return JSONResponse({"status": "database unavailable"}, status_code=503)
 
     routes = [
-        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        Route("/graphql", guarded, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _announce_auth(runtime: Runtime) -> None:
+    if runtime.settings.auth == "required":
+        log.info("auth: required; every request needs an API key")
+    elif await runtime.authenticator.keys_exist():
+        log.info("auth: API keys exist, so every request needs one")
+    else:
+        log.warning(
+            "auth: OPEN. No API key exists and MEMVAULT_AUTH is not 'required': anyone who can "
+            "reach this port reads and writes the 'default' project. "
+            "Create a key with `memvault keys create` or set MEMVAULT_AUTH=required."
+        )
+
+
+def _error_response(error: MemvaultError, status: int, request_id: str) -> JSONResponse:
+    extensions: dict[str, Any] = {"code": error.code}
+    if status >= 500:
+        extensions["requestId"] = request_id
+    return JSONResponse(
+        {"data": None, "errors": [{"message": error.message, "extensions": extensions}]},
+        status_code=status,
+    )
+
+
+class GraphQLGuard:
+    """Before GraphQL sees a request: refuse bodies over the limit (413) without parsing them,
+    and resolve the caller's API key (401 when missing or wrong, where one is needed).
+
+    A class, not a function: Starlette routes call plain functions with a request, and ASGI
+    callables with (scope, receive, send).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = StarletteRequest(scope, receive)
+        request_id = request_id_of(request)
+        if _wants_graphiql(request):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
+            return
+        body = bytearray()
+        more = request.method == "POST"
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
+                return
+        runtime: Runtime = request.app.state.runtime
+        try:
+            request.state.principal = await runtime.authenticator.principal(
+                request.headers.get("authorization")
+            )
+        except Unauthenticated as exc:
+            await _error_response(exc, 401, request_id)(scope, receive, send)
+            return
+        except PyMongoError:
+            unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
+            await _error_response(unavailable, 503, request_id)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than {limit} bytes")
+
+
+def _wants_graphiql(request: StarletteRequest) -> bool:
+    return (
+        request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+        and "query" not in request.query_params
+    )
 
 
 def _redact(uri: str) -> str:

@@ -24,7 +24,9 @@ def check_id(value: str, *, field: str, settings: Settings) -> str:
             f"{field} must be 1-{settings.max_id_length} characters, got {len(value)}", field=field
         )
     if _has_control(value):
-        raise BadUserInput(f"{field} must not contain control characters", field=field)
+        raise BadUserInput(
+            f"{field} must not contain control characters or invalid Unicode", field=field
+        )
     return value
 
 
@@ -32,7 +34,7 @@ def check_optional_text(value: str | None, *, field: str, settings: Settings) ->
     """Short optional strings (names, emails, roles): same length rule as ids."""
     if value is None:
         return None
-    if len(value) > settings.max_id_length or _has_control(value):
+    if len(value) > settings.max_id_length or _has_control(value):  # also emails, names, roles
         raise BadUserInput(
             f"{field} must be at most {settings.max_id_length} characters, no control characters",
             field=field,

@@ -6,6 +6,7 @@ when ``MEMVAULT_MONGODB_URI`` is set, that MongoDB.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -71,8 +72,8 @@ async def db(
 
 @pytest.fixture
 def settings(db: AsyncDatabase[dict[str, Any]], tmp_path: Path) -> Settings:
-    """Settings for an app bound to this test's database; the purge task is off."""
-    return Settings(database=db.name, data_dir=tmp_path, purge_interval=0)
+    """Settings for an app bound to this test's database; no purge task, no key cache."""
+    return Settings(database=db.name, data_dir=tmp_path, purge_interval=0, auth_cache_seconds=0)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -100,9 +101,10 @@ class GraphQLClient:
     async def raw(
         self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
-        )
+        # ASCII-escaped JSON, so tests can send any string, lone surrogates included
+        payload = json.dumps({"query": query, "variables": variables or {}})
+        headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+        response = await self.http.post("/graphql", content=payload, headers=headers, **kwargs)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -128,3 +130,14 @@ class GraphQLClient:
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
+
+
+async def snapshot(db: AsyncDatabase[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every stored user, session and memory, to prove that a request changed nothing."""
+    state = {}
+    for name in ("users", "sessions", "memories"):
+        cursor = (
+            db[name].find({}, {"_id": 0}).sort([("project_id", 1), ("order_key", 1), ("seq", 1)])
+        )
+        state[name] = await cursor.to_list()
+    return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,13 +46,15 @@ async def counted(
 ) -> AsyncIterator[tuple[GraphQLClient, CommandCounter]]:
     counter = CommandCounter()
     client = connect(mongo_uri, event_listeners=[counter])
-    app = create_app(settings, client=client)
+    # A warm key cache, as in service: this test counts the query's commands, not the auth check's.
+    app = create_app(dataclasses.replace(settings, auth_cache_seconds=60), client=client)
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://memvault.test"
             ) as http:
+                await GraphQLClient(http).ok("{ __typename }")
                 yield GraphQLClient(http), counter
     finally:
         await client.close()

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 DUPLICATE_KEY = 11000
 ENSURE_ATTEMPTS = 5
+# Each pass stores a prefix of the pending memories; a pass ends early only at a racing retry.
+INSERT_PASSES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,38 +124,91 @@ async def add_memories(
     known = await find_by_keys(coll, match={"project_id": project_id}, field="uuid", values=uuids)
     _reject_foreign(known, session_id)
 
-    for _ in range(ENSURE_ATTEMPTS):
+    inserted: list[Doc] = []
+    session: Doc | None = None
+    now = now_ms()
+    for _ in range(INSERT_PASSES):
+        pending = [i for i, value in enumerate(uuids) if value not in known]
+        if not pending:
+            break
+        reserved = await _reserve(
+            db, project_id=project_id, session_id=session_id, user_id=user_id, count=len(pending)
+        )
+        first_seq = reserved["next_seq"] - len(pending) + 1
+        docs = [
+            _memory_doc(project_id, session_id, uuids[i], first_seq + n, memories[i], now)
+            for n, i in enumerate(pending)
+        ]
+        stored, clash = await _insert_in_order(coll, docs)
+        inserted += stored
+        if clash is None:
+            break
+        winner = await coll.find_one({"project_id": project_id, "uuid": clash})
+        if winner is None or winner["session_id"] != session_id:
+            await _undo(coll, inserted)
+            if winner is None:  # stored and erased again meanwhile: let the client retry
+                raise Conflict(f"memory uuid {clash!r} is being written concurrently; try again")
+            _reject_foreign({clash: winner}, session_id)
+        known[clash] = winner
+    else:
+        await _undo(coll, inserted)
+        raise Conflict(f"session {session_id!r} is being written concurrently; try again")
+
+    if inserted:
+        session = await _count_inserted(
+            db, session_id=session_id, project_id=project_id, inserted=inserted, now=now
+        )
+        if session["deleted_ms"]:
+            # Deleted while we wrote: the outcome is "appended, then deleted" (restore revives).
+            await _cascade_late(db, session=session, docs=inserted)
+    else:
         session = await ensure_session(
             db, project_id=project_id, session_id=session_id, user_id=user_id
         )
-        pending = [i for i, value in enumerate(uuids) if value not in known]
-        if not pending:
-            return Appended(session, [known[v] for v in uuids if not known[v]["deleted_ms"]])
-        reserved = await db["sessions"].find_one_and_update(
-            {"_id": session["_id"], "deleted_ms": 0},
-            {"$inc": {"next_seq": len(pending)}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if reserved is not None:
-            break
-    else:
-        raise Conflict(f"session {session_id!r} is being deleted and revived; try again")
-
-    now = now_ms()
-    first_seq = reserved["next_seq"] - len(pending) + 1
-    docs = [
-        _memory_doc(project_id, session_id, uuids[i], first_seq + n, memories[i], now)
-        for n, i in enumerate(pending)
-    ]
-    inserted = await _insert_new(coll, docs, known=known, session_id=session_id)
-    session = await _count_inserted(db, session_id=reserved["_id"], inserted=inserted, now=now)
-    if session["deleted_ms"]:
-        # Deleted while we wrote: the outcome is "appended, then deleted" (restore revives them).
-        await _cascade_late(db, session=session, docs=inserted)
     by_uuid = {doc["uuid"]: doc for doc in inserted}
     by_uuid.update({k: v for k, v in known.items() if k not in by_uuid})
     result = [by_uuid[v] for v in uuids if v in by_uuid and not by_uuid[v]["deleted_ms"]]
     return Appended(session, result, len(inserted))
+
+
+async def _reserve(
+    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, user_id: str | None, count: int
+) -> Doc:
+    """Make the session live (create, revive, attach the user), then reserve ``count`` seqs."""
+    for _ in range(ENSURE_ATTEMPTS):
+        session = await ensure_session(
+            db, project_id=project_id, session_id=session_id, user_id=user_id
+        )
+        reserved = await db["sessions"].find_one_and_update(
+            {"_id": session["_id"], "deleted_ms": 0},
+            {"$inc": {"next_seq": count}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if reserved is not None:
+            return reserved
+    raise Conflict(f"session {session_id!r} is being deleted and revived; try again")
+
+
+async def _insert_in_order(
+    coll: AsyncCollection[Doc], docs: list[Doc]
+) -> tuple[list[Doc], str | None]:
+    """Insert ``docs`` in order, stopping at the first uuid another call stored first.
+
+    Return what was stored and the clashing uuid (or None). Stopping there, and reserving fresh
+    numbers for the rest, keeps seq in input order even when identical retries race: a memory
+    is only ever stored after every memory before it in its call exists.
+    """
+    try:
+        await coll.insert_many(docs, ordered=True)
+        return docs, None
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        index = int(errors[0]["index"]) if errors else 0
+        stored = docs[:index]
+        if not errors or errors[0].get("code") != DUPLICATE_KEY:
+            await _undo(coll, stored)
+            raise
+        return stored, docs[index]["uuid"]
 
 
 def _reject_foreign(known: Mapping[str, Doc], session_id: str) -> None:
@@ -186,33 +241,6 @@ def _memory_doc(
     }
 
 
-async def _insert_new(
-    coll: AsyncCollection[Doc], docs: list[Doc], *, known: dict[str, Doc], session_id: str
-) -> list[Doc]:
-    """Insert ``docs``; a racing retry that stored the same uuid first wins, and its row counts."""
-    try:
-        await coll.insert_many(docs, ordered=False)
-        return docs
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        failed = {docs[e["index"]]["uuid"] for e in errors}
-        inserted = [doc for doc in docs if doc["uuid"] not in failed]
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            await _undo(coll, inserted)
-            raise
-    project_id = docs[0]["project_id"]
-    winners = await find_by_keys(
-        coll, match={"project_id": project_id}, field="uuid", values=sorted(failed)
-    )
-    try:
-        _reject_foreign(winners, session_id)
-    except Conflict:
-        await _undo(coll, inserted)
-        raise
-    known.update(winners)
-    return inserted
-
-
 async def _undo(coll: AsyncCollection[Doc], docs: list[Doc]) -> None:
     if docs:
         await coll.delete_many(
@@ -221,10 +249,10 @@ async def _undo(coll: AsyncCollection[Doc], docs: list[Doc]) -> None:
 
 
 async def _count_inserted(
-    db: AsyncDatabase[Doc], *, session_id: Any, inserted: list[Doc], now: int
+    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, inserted: list[Doc], now: int
 ) -> Doc:
     session = await db["sessions"].find_one_and_update(
-        {"_id": session_id},
+        {"project_id": project_id, "session_id": session_id},
         {"$inc": {"memory_count": len(inserted)}, "$set": {"updated_ms": now}},
         return_document=ReturnDocument.AFTER,
     )

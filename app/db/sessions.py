@@ -221,6 +221,8 @@ async def ensure_session(
             f"session {session_id!r} belongs to user {existing['user_id']!r}, not {user_id!r}",
             field="userId",
         )
+    if existing["deleted_ms"] and existing["user_id"] and not user_id:
+        await _require_live_owner(db, existing)
     needs_user = bool(user_id) and existing["user_id"] == NO_USER
     if not (needs_user or existing["deleted_ms"] or (merge and metadata)):
         return existing
@@ -262,6 +264,17 @@ async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id:
     )
 
 
+async def _require_live_owner(db: AsyncDatabase[Doc], session: Doc) -> None:
+    """CONFLICT when a deleted session is to come back while its user is deleted."""
+    owner = await get_user(db, project_id=session["project_id"], user_id=session["user_id"])
+    if owner is None:
+        raise Conflict(
+            f"session {session['session_id']!r} belongs to deleted user {session['user_id']!r}; "
+            "restore or recreate the user first",
+            field="sessionId",
+        )
+
+
 async def restore_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> Doc:
     """Undelete a session and exactly the memories its deletion took with it."""
     sessions = _sessions(db)
@@ -270,15 +283,8 @@ async def restore_session(db: AsyncDatabase[Doc], *, project_id: str, session_id
         raise NotFound(f"session {session_id!r} not found", field="sessionId")
     if not existing["deleted_ms"]:
         return existing
-    if (
-        existing["user_id"]
-        and await get_user(db, project_id=project_id, user_id=existing["user_id"]) is None
-    ):
-        raise Conflict(
-            f"session {session_id!r} belongs to deleted user {existing['user_id']!r}; "
-            "restore or recreate the user first",
-            field="sessionId",
-        )
+    if existing["user_id"]:
+        await _require_live_owner(db, existing)
     token = existing["deletion_id"]
     revived = await sessions.find_one_and_update(
         {"_id": existing["_id"], "deletion_id": token, "deleted_ms": existing["deleted_ms"]},

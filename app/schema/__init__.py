@@ -1,4 +1,4 @@
-"""The GraphQL schema: ``schema`` is built once at import."""
+"""The GraphQL schema, built from settings (limits); ``schema`` has the defaults."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 
+from app.config import Settings
 from app.schema.errors import error_code, is_expected
 from app.schema.mutation import Mutation
 from app.schema.query import Query
@@ -38,9 +40,20 @@ class MemvaultSchema(strawberry.Schema):
                 )
 
 
-schema = MemvaultSchema(
-    query=Query,
-    mutation=Mutation,
-    types=[User, Session, Memory],
-    config=StrawberryConfig(scalar_map=SCALARS),
-)
+def build_schema(settings: Settings | None = None) -> MemvaultSchema:
+    """The schema with the query limits of ``settings`` (extensions passed as factories)."""
+    limits = settings or Settings()
+    return MemvaultSchema(
+        query=Query,
+        mutation=Mutation,
+        types=[User, Session, Memory],
+        config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: QueryDepthLimiter(max_depth=limits.max_query_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        ],
+    )
+
+
+schema = build_schema()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from app.config import Settings
     from app.db.documents import Doc
     from app.schema.loaders import DataLoaders
+    from app.security import Principal
 
 
 @dataclass
@@ -26,9 +27,14 @@ class Context:
     response: Response | None
     db: AsyncDatabase[Doc]
     settings: Settings
-    project_id: str
+    principal: Principal
     request_id: str
     loaders: DataLoaders
+
+    @property
+    def project_id(self) -> str:
+        """Every read and write of this request is inside this project."""
+        return self.principal.project_id
 
 
 Info = strawberry.Info[Context, Any]

@@ -24,7 +24,7 @@ def error_code(error: GraphQLError) -> str:
         return original.code
     if isinstance(original, UNAVAILABLE):
         return "SERVICE_UNAVAILABLE"
-    if original is None or (isinstance(original, ValueError) and not error.path):
+    if not error.path:  # raised before execution: parsing, validation, variable coercion
         if error.message.startswith("Syntax Error"):
             return "GRAPHQL_PARSE_FAILED"
         if error.message.startswith("Variable '$"):

@@ -21,6 +21,7 @@ from app.schema.inputs import (
     UpsertSessionInput,
     UpsertUserInput,
 )
+from app.schema.permissions import CanWrite, IsAdmin
 from app.schema.types import Memory, Session, User, datetime_to_ms
 from app.validation import (
     check_content,
@@ -86,7 +87,10 @@ def _done(ctx: Context) -> None:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create a user; ALREADY_EXISTS when a live user has the id.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Create a user; ALREADY_EXISTS when a live user has the id.",
+    )
     async def create_user(self, info: Info, input: CreateUserInput) -> User:
         ctx = info.context
         doc = await user_repo.create_user(
@@ -99,7 +103,10 @@ class Mutation:
         _done(ctx)
         return User.from_doc(doc)
 
-    @strawberry.mutation(description="Create a user, or set the given fields and merge metadata.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Create a user, or set the given fields and merge metadata.",
+    )
     async def upsert_user(self, info: Info, input: UpsertUserInput) -> User:
         ctx = info.context
         doc = await user_repo.upsert_user(
@@ -112,7 +119,10 @@ class Mutation:
         _done(ctx)
         return User.from_doc(doc)
 
-    @strawberry.mutation(description="Set the given fields (null clears) and merge metadata.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Set the given fields (null clears) and merge metadata.",
+    )
     async def update_user(self, info: Info, input: UpdateUserInput) -> User:
         ctx = info.context
         doc = await user_repo.update_user(
@@ -125,7 +135,10 @@ class Mutation:
         _done(ctx)
         return User.from_doc(doc)
 
-    @strawberry.mutation(description="Soft-delete a user with their sessions and memories.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Soft-delete a user with their sessions and memories.",
+    )
     async def delete_user(self, info: Info, user_id: str) -> DeletePayload:
         ctx = info.context
         await user_repo.delete_user(
@@ -136,7 +149,10 @@ class Mutation:
         _done(ctx)
         return DeletePayload(deleted=True)
 
-    @strawberry.mutation(description="Erase a user and everything of theirs, now and for good.")
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Erase a user and everything of theirs, now and for good.",
+    )
     async def forget_user(self, info: Info, user_id: str) -> DeletePayload:
         ctx = info.context
         await user_repo.forget_user(
@@ -147,7 +163,9 @@ class Mutation:
         _done(ctx)
         return DeletePayload(deleted=True)
 
-    @strawberry.mutation(description="Create a session; ALREADY_EXISTS when live.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite], description="Create a session; ALREADY_EXISTS when live."
+    )
     async def create_session(self, info: Info, input: CreateSessionInput) -> Session:
         ctx = info.context
         doc = await session_repo.create_session(
@@ -160,7 +178,10 @@ class Mutation:
         _done(ctx)
         return Session.from_doc(doc)
 
-    @strawberry.mutation(description="Create a session, or merge into it (reviving a deleted one).")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Create a session, or merge into it (reviving a deleted one).",
+    )
     async def upsert_session(self, info: Info, input: UpsertSessionInput) -> Session:
         ctx = info.context
         doc = await session_repo.ensure_session(
@@ -174,7 +195,9 @@ class Mutation:
         _done(ctx)
         return Session.from_doc(doc)
 
-    @strawberry.mutation(description="Merge metadata into a live session.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite], description="Merge metadata into a live session."
+    )
     async def update_session(self, info: Info, input: UpdateSessionInput) -> Session:
         ctx = info.context
         doc = await session_repo.update_session(
@@ -186,7 +209,9 @@ class Mutation:
         _done(ctx)
         return Session.from_doc(doc)
 
-    @strawberry.mutation(description="Soft-delete a session and its memories.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite], description="Soft-delete a session and its memories."
+    )
     async def delete_session(self, info: Info, session_id: str) -> DeletePayload:
         ctx = info.context
         await session_repo.delete_session(
@@ -197,7 +222,10 @@ class Mutation:
         _done(ctx)
         return DeletePayload(deleted=True)
 
-    @strawberry.mutation(description="Undelete a session and the memories its deletion took.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Undelete a session and the memories its deletion took.",
+    )
     async def restore_session(self, info: Info, session_id: str) -> Session:
         ctx = info.context
         doc = await session_repo.restore_session(
@@ -208,7 +236,9 @@ class Mutation:
         _done(ctx)
         return Session.from_doc(doc)
 
-    @strawberry.mutation(description="Append memories in order; idempotent by uuid.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite], description="Append memories in order; idempotent by uuid."
+    )
     async def add_memories(self, info: Info, input: AddMemoriesInput) -> AddMemoriesPayload:
         ctx = info.context
         settings = ctx.settings
@@ -253,7 +283,10 @@ class Mutation:
             memories=[Memory.from_doc(doc) for doc in appended.memories],
         )
 
-    @strawberry.mutation(description="Change content and/or merge metadata of a memory.")
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Change content and/or merge metadata of a memory.",
+    )
     async def update_memory(self, info: Info, input: UpdateMemoryInput) -> Memory:
         ctx = info.context
         content = None if input.content in (UNSET, None) else input.content
@@ -269,7 +302,7 @@ class Mutation:
         _done(ctx)
         return Memory.from_doc(doc)
 
-    @strawberry.mutation(description="Soft-delete one memory.")
+    @strawberry.mutation(permission_classes=[CanWrite], description="Soft-delete one memory.")
     async def delete_memory(self, info: Info, uuid: str) -> DeletePayload:
         ctx = info.context
         await memory_repo.delete_memory(

@@ -47,9 +47,9 @@ def parse_datetime(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _parse_json_object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError("JSON must be an object")
+def _parse_json(value: Any) -> Any:
+    """Any JSON value: resolvers check the shape (a JSON object) to answer BAD_USER_INPUT with
+    the field's name, which a scalar parse error cannot."""
     return value
 
 
@@ -67,7 +67,7 @@ SCALARS: dict[object, ScalarDefinition] = {
         name="JSON",
         description="A JSON object.",
         serialize=lambda value: value,
-        parse_value=_parse_json_object,
+        parse_value=_parse_json,
     ),
 }
 
