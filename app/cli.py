@@ -115,6 +115,56 @@ def purge_command(older_than: int | None) -> None:
     click.echo(json.dumps({"purged": counts, "older_than_seconds": seconds}))
 
 
+@main.command()
+@click.option(
+    "--mongodb-uri", default=None, help="MongoDB to measure (default: a temporary embedded engine)."
+)
+@click.option(
+    "--duration", type=float, default=5.0, show_default=True, help="Seconds per scenario."
+)
+@click.option(
+    "--concurrency", type=int, default=32, show_default=True, help="Clients in write_concurrent."
+)
+@click.option("--users", type=int, default=10, show_default=True)
+@click.option("--sessions-per-user", type=int, default=10, show_default=True)
+@click.option("--memories-per-session", type=int, default=20, show_default=True)
+@click.option(
+    "--growth", default="", help="Session sizes for the growth run, e.g. 100,10000,100000."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def bench(
+    mongodb_uri: str | None,
+    duration: float,
+    concurrency: int,
+    users: int,
+    sessions_per_user: int,
+    memories_per_session: int,
+    growth: str,
+    as_json: bool,
+) -> None:
+    """Measure request cost over HTTP against the database's own floor."""
+    from app.bench import Sizes, render_table, run_bench
+
+    if duration <= 0 or concurrency < 1 or min(users, sessions_per_user, memories_per_session) < 1:
+        raise click.BadParameter("durations, counts and sizes must be positive")
+    try:
+        sizes_for_growth = [int(size) for size in growth.split(",") if size.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of sizes", param_hint="--growth") from None
+    _configure_logging("WARNING")
+    report = asyncio.run(
+        run_bench(
+            mongodb_uri=mongodb_uri,
+            duration=duration,
+            concurrency=concurrency,
+            sizes=Sizes(users, sessions_per_user, memories_per_session),
+            growth=sizes_for_growth,
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    )
+    click.echo(json.dumps(report) if as_json else render_table(report))
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys (stored only as hashes; a new key is printed once)."""

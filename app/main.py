@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from app.db.engine import EmbeddedEngine, EngineError, connect
+from app.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect
 from app.db.indexes import ensure_indexes
 from app.db.purge import purge
 from app.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
@@ -25,7 +25,7 @@ from app.schema import build_schema
 from app.schema.context import Context
 from app.schema.errors import format_error
 from app.schema.loaders import DataLoaders
-from app.security import Authenticator
+from app.security import Authenticator, Principal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("memvault")
 
 READY_TIMEOUT_S = 1.0
+NO_PROJECT = Principal(project_id="", scope="read")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Runtime:
     db: AsyncDatabase[Doc]
     authenticator: Authenticator
     engine: EmbeddedEngine | None = None
+    commands: CommandCounter | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -66,7 +68,9 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         runtime: Runtime = request.app.state.runtime
-        principal = request.state.principal  # set by GraphQLGuard before this view runs
+        # Set by GraphQLGuard before this view runs; only the GraphiQL page (which runs no
+        # operation) passes the guard without one, and gets a principal of no project.
+        principal = getattr(request.state, "principal", None) or NO_PROJECT
         return Context(
             request=request,
             response=response if not hasattr(response, "receive") else None,  # type: ignore[arg-type,unused-ignore]
@@ -135,6 +139,7 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine: EmbeddedEngine | None = None
+        commands = CommandCounter()
         own_client = client is None
         if client is not None:
             mongo = client
@@ -153,7 +158,7 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
                 log.info("embedded engine answers on %s", uri)
             else:
                 log.info("using MongoDB at %s", _redact(uri))
-            mongo = connect(uri, timeout_ms=settings.db_timeout_ms)
+            mongo = connect(uri, timeout_ms=settings.db_timeout_ms, event_listeners=[commands])
         database = mongo[settings.database]
         runtime = Runtime(
             settings=settings,
@@ -165,6 +170,7 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
                 cache_seconds=settings.auth_cache_seconds,
             ),
             engine=engine,
+            commands=commands,
         )
         try:
             await runtime.db.command("ping")
@@ -215,10 +221,29 @@ def create_app(settings: Settings, *, client: AsyncMongoClient[Doc] | None = Non
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "database unavailable"}, status_code=503)
 
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus text: database commands sent by this process (when it owns its client)."""
+        runtime: Runtime = request.app.state.runtime
+        lines = []
+        if runtime.commands is not None:
+            lines += [
+                "# TYPE memvault_db_commands_total counter",
+                f"memvault_db_commands_total {runtime.commands.started_total}",
+                "# TYPE memvault_db_command_failures_total counter",
+                f"memvault_db_command_failures_total {runtime.commands.failed_total}",
+            ]
+        restarts = runtime.engine.restarts if runtime.engine else 0
+        lines += [
+            "# TYPE memvault_engine_restarts_total counter",
+            f"memvault_engine_restarts_total {restarts}",
+        ]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
     routes = [
         Route("/graphql", guarded, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

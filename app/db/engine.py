@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 from pymongo.errors import PyMongoError
 
 if TYPE_CHECKING:
@@ -46,6 +46,23 @@ def connect(
         uuidRepresentation="standard",
         event_listeners=list(event_listeners),
     )
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the database commands this process sends (served at ``/metrics``)."""
+
+    def __init__(self) -> None:
+        self.started_total = 0
+        self.failed_total = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.started_total += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.failed_total += 1
 
 
 def engine_uri(port: int, host: str = "127.0.0.1") -> str:

@@ -1,0 +1,629 @@
+"""``memvault bench``: request cost over HTTP against the database's own floor, in one run.
+
+The API runs as a real ``memvault serve`` process; the bench seeds its own dataset through the
+data layer, then measures each scenario over HTTP (latency, throughput, database commands per
+request from the server's ``/metrics``, and the server process's own CPU time per request) and,
+beside it, the floor: the same data read or written with minimal PyMongo calls and serialised to
+JSON. Ratios are computed within the run, so a noisy machine skews both sides alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pymongo import ReturnDocument
+
+from app.db import memories as memory_repo
+from app.db import users as user_repo
+from app.db.documents import union_pipeline
+from app.db.engine import EmbeddedEngine, connect, free_port
+from app.db.indexes import ensure_indexes
+from app.db.memories import NewMemory
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+PROJECT = "default"
+BOT_MESSAGE = "a new message from a bench bot"
+SERVER_START_TIMEOUT_S = 60
+WINDOW_QUERY = """query($id: String!) { session(sessionId: $id) {
+  memories(last: 20) { nodes { role content createdAt } } } }"""
+NESTED_QUERY = """{ users(first: 10) { nodes { sessions(first: 10) { nodes {
+  memories(last: 10) { nodes { content } } } } } } }"""
+LISTING_QUERY = """query($after: String) { sessions(first: 100, after: $after) {
+  nodes { sessionId } pageInfo { hasNextPage endCursor } } }"""
+WRITE_QUERY = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) {
+  memories { uuid seq } } }"""
+
+
+@dataclass
+class Sizes:
+    users: int = 10
+    sessions_per_user: int = 10
+    memories_per_session: int = 20
+
+
+@dataclass
+class Result:
+    """One scenario's figures (all times in milliseconds)."""
+
+    requests: int = 0
+    errors: int = 0
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    db_commands_per_request: float = 0.0
+    cpu_ms_per_request: float = 0.0
+    floor_p50_ms: float = 0.0
+    ratio_p50: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (Linux ``/proc``), children excluded."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Server:
+    """A ``memvault serve`` subprocess on a free loopback port."""
+
+    def __init__(self, mongodb_uri: str, database: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "MEMVAULT_MONGODB_URI": mongodb_uri,
+            "MEMVAULT_DATABASE": database,
+            "MEMVAULT_LOG_LEVEL": "WARNING",
+            "MEMVAULT_PURGE_INTERVAL": "0",
+            "MEMVAULT_AUTH": "open",
+        }
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+
+    async def ready(self, client: httpx.AsyncClient) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the API server exited:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    async def commands(self, client: httpx.AsyncClient) -> int:
+        text = (await client.get(f"{self.url}/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("memvault_db_commands_total "):
+                return int(line.split()[1])
+        return 0
+
+    def cpu(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    def log_tail(self, size: int = 4000) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-size:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\x1b[2K{text}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
+async def timed_loop(
+    call: Callable[[], Awaitable[bool]],
+    *,
+    duration: float,
+    concurrency: int = 1,
+    max_requests: int = 1_000_000,
+) -> tuple[list[float], int, float]:
+    """Run ``call`` from ``concurrency`` workers for ``duration`` s.
+
+    Return the latencies of the successes (ms), the error count and the wall time (s)."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline and len(latencies) + errors < max_requests:
+            t0 = time.perf_counter()
+            ok = await call()
+            elapsed = (time.perf_counter() - t0) * 1000
+            if ok:
+                latencies.append(elapsed)
+            else:
+                errors += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - started
+
+
+class Bench:
+    def __init__(
+        self,
+        *,
+        mongodb_uri: str,
+        duration: float,
+        concurrency: int,
+        sizes: Sizes,
+        progress: Progress,
+    ) -> None:
+        self.mongodb_uri = mongodb_uri
+        self.duration = duration
+        self.concurrency = concurrency
+        self.sizes = sizes
+        self.progress = progress
+        self.database = f"bench_{uuid.uuid4().hex[:8]}"
+        self.client = connect(mongodb_uri, timeout_ms=5000)
+        self.db = self.client[self.database]
+        self.session_ids: list[str] = []
+        self.first_error: str | None = None
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.drop_database(self.database)
+        await self.client.close()
+
+    async def engine_name(self) -> str:
+        info = await self.client.admin.command("buildInfo")
+        if info.get("process") == "nx_27017":
+            from importlib.metadata import version
+
+            return f"nx-27017 {version('nx-27017')} (embedded)"
+        return f"MongoDB {info.get('version', '?')}"
+
+    async def seed(self) -> None:
+        sizes = self.sizes
+        info = await self.client.admin.command("buildInfo")
+        await ensure_indexes(self.db, embedded=info.get("process") == "nx_27017")
+        total = sizes.users * sizes.sessions_per_user
+        for u in range(sizes.users):
+            user_id = f"user-{u:04d}"
+            await user_repo.create_user(
+                self.db, project_id=PROJECT, user_id=user_id, fields={}, metadata={"n": u}
+            )
+            for s in range(sizes.sessions_per_user):
+                session_id = f"{user_id}-s{s:03d}"
+                await self.fill(session_id, sizes.memories_per_session, user_id=user_id)
+                self.session_ids.append(session_id)
+                self.progress.say(f"seeding sessions {len(self.session_ids)}/{total}")
+
+    async def fill(
+        self, session_id: str, count: int, *, user_id: str | None = None, chunk: int = 1000
+    ) -> None:
+        written = 0
+        while written < count:
+            batch = [
+                NewMemory(role_type="user" if (written + i) % 2 == 0 else "assistant", role="bench",
+                          content=f"message {written + i} of {session_id}: " + "lorem ipsum " * 8)
+                for i in range(min(chunk, count - written))
+            ]  # fmt: skip
+            await memory_repo.add_memories(
+                self.db, project_id=PROJECT, session_id=session_id, user_id=user_id, memories=batch
+            )
+            written += len(batch)
+
+    async def measure(
+        self,
+        name: str,
+        server: Server,
+        http: httpx.AsyncClient,
+        call: Callable[[], Awaitable[bool]],
+        floor: Callable[[], Awaitable[None]] | None,
+        *,
+        concurrency: int = 1,
+    ) -> Result:
+        for _ in range(5):  # warm caches and connections on both sides
+            await call()
+            if floor:
+                await floor()
+        self.progress.say(f"{name}: measuring for {self.duration:.0f}s")
+        self.first_error = None
+        commands_before, cpu_before = await server.commands(http), server.cpu()
+        latencies, errors, wall = await timed_loop(
+            call, duration=self.duration, concurrency=concurrency
+        )
+        cpu_after = server.cpu()
+        commands_after = await server.commands(http)
+        requests = len(latencies) + errors
+        result = Result(
+            requests=requests,
+            errors=errors,
+            rps=round(requests / wall, 1) if wall else 0.0,
+            p50_ms=round(percentile(latencies, 0.5), 3),
+            p99_ms=round(percentile(latencies, 0.99), 3),
+            # /metrics itself costs no database command
+            db_commands_per_request=round((commands_after - commands_before) / max(requests, 1), 2),
+            cpu_ms_per_request=round((cpu_after - cpu_before) * 1000 / max(requests, 1), 3),
+        )
+        if self.first_error:
+            result.extra["first_error"] = self.first_error
+        if floor is not None:
+            self.progress.say(f"{name}: measuring the floor")
+            floor_latencies = await self.floor_samples(floor, requests=max(50, min(requests, 2000)))
+            result.floor_p50_ms = round(statistics.median(floor_latencies), 3)
+            result.ratio_p50 = (
+                round(result.p50_ms / result.floor_p50_ms, 2) if result.floor_p50_ms else 0.0
+            )
+        return result
+
+    async def floor_samples(
+        self, floor: Callable[[], Awaitable[None]], *, requests: int
+    ) -> list[float]:
+        samples: list[float] = []
+        deadline = time.perf_counter() + self.duration
+        while len(samples) < requests and time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            await floor()
+            samples.append((time.perf_counter() - t0) * 1000)
+        return samples
+
+    # --- scenarios -----------------------------------------------------------------------
+
+    async def graphql(
+        self, http: httpx.AsyncClient, server: Server, query: str, variables: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        try:
+            response = await http.post(
+                f"{server.url}/graphql", json={"query": query, "variables": variables}
+            )
+        except httpx.HTTPError as exc:
+            self.first_error = self.first_error or repr(exc)
+            return None
+        body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+        if response.status_code != 200 or body.get("errors"):
+            self.first_error = self.first_error or f"{response.status_code} {response.text[:300]}"
+            return None
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def run(self, *, growth: list[int]) -> dict[str, Any]:
+        self.progress.say("seeding")
+        await self.seed()
+        server = Server(self.mongodb_uri, self.database)
+        limits = httpx.Limits(
+            max_connections=self.concurrency + 4, max_keepalive_connections=self.concurrency + 4
+        )
+        try:
+            async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+                await server.ready(http)
+                scenarios = {
+                    "write": await self.scenario_write(server, http, concurrency=1),
+                    "write_concurrent": await self.scenario_write(
+                        server, http, concurrency=self.concurrency
+                    ),
+                    "window": await self.scenario_window(
+                        server, http, self.session_ids[len(self.session_ids) // 2]
+                    ),
+                    "nested": await self.scenario_nested(server, http),
+                    "listing": await self.scenario_listing(server, http),
+                }
+                growth_figures = [await self.scenario_growth(server, http, size) for size in growth]
+        finally:
+            server.stop()
+        self.progress.done()
+        report: dict[str, Any] = {
+            "machine": machine(),
+            "engine": await self.engine_name(),
+            "dataset": asdict(self.sizes),
+            "duration_s": self.duration,
+            "concurrency": self.concurrency,
+            "scenarios": {name: flatten(result) for name, result in scenarios.items()},
+        }
+        if growth_figures:
+            report["growth"] = growth_figures
+        return report
+
+    async def scenario_write(
+        self, server: Server, http: httpx.AsyncClient, *, concurrency: int
+    ) -> Result:
+        target = self.session_ids[0]
+
+        async def call() -> bool:
+            memory = {"uuid": uuid.uuid4().hex, "roleType": "USER", "content": BOT_MESSAGE}
+            variables = {"input": {"sessionId": target, "memories": [memory]}}
+            return await self.graphql(http, server, WRITE_QUERY, variables) is not None
+
+        floor_target = {"project_id": PROJECT, "session_id": f"floor-{target}"}
+        await self.db.sessions.update_one(
+            floor_target, {"$setOnInsert": {"next_seq": 0, "memory_count": 0}}, upsert=True
+        )
+
+        async def floor() -> None:
+            # A session of its own, so the API's reads never meet rows the floor wrote.
+            session = await self.db.sessions.find_one_and_update(
+                floor_target,
+                {"$inc": {"next_seq": 1, "memory_count": 1}},
+                projection={"next_seq": 1},
+                return_document=ReturnDocument.AFTER,
+            )
+            now = int(time.time() * 1000)
+            doc = {
+                **floor_target,
+                "uuid": uuid.uuid4().hex,
+                "seq": (session or {}).get("next_seq", 0),
+                "role": None,
+                "role_type": "user",
+                "content": BOT_MESSAGE,
+                "metadata": {},
+                "token_count": None,
+                "created_ms": now,
+                "updated_ms": now,
+                "deleted_ms": 0,
+            }
+            await self.db.memories.insert_one(doc)
+            json.dumps({"uuid": doc["uuid"], "seq": doc["seq"]})
+
+        name = "write_concurrent" if concurrency > 1 else "write"
+        return await self.measure(name, server, http, call, floor, concurrency=concurrency)
+
+    async def scenario_window(
+        self, server: Server, http: httpx.AsyncClient, session_id: str, name: str = "window"
+    ) -> Result:
+        async def call() -> bool:
+            return await self.graphql(http, server, WINDOW_QUERY, {"id": session_id}) is not None
+
+        async def floor() -> None:
+            session = await self.db.sessions.find_one(
+                {"project_id": PROJECT, "session_id": session_id, "deleted_ms": 0}
+            )
+            rows = (
+                await self.db.memories.find(
+                    {"project_id": PROJECT, "session_id": session_id, "deleted_ms": 0},
+                    {"role": 1, "content": 1, "created_ms": 1, "_id": 0},
+                )
+                .sort("seq", -1)
+                .limit(20)
+                .to_list()
+            )
+            json.dumps({"session": session is not None, "nodes": rows[::-1]})
+
+        return await self.measure(name, server, http, call, floor)
+
+    async def scenario_nested(self, server: Server, http: httpx.AsyncClient) -> Result:
+        async def call() -> bool:
+            return await self.graphql(http, server, NESTED_QUERY, {}) is not None
+
+        async def floor() -> None:
+            users = (
+                await self.db.users.find({"project_id": PROJECT, "deleted_ms": 0})
+                .sort("order_key", 1)
+                .limit(10)
+                .to_list()
+            )
+            branches = [window_branch("user_id", user["user_id"], "order_key", 1) for user in users]
+            sessions = await (
+                await self.db.sessions.aggregate(union_pipeline("sessions", branches))
+            ).to_list()
+            branches = [
+                window_branch("session_id", session["session_id"], "seq", -1)
+                for session in sessions
+            ]
+            rows = (
+                await (
+                    await self.db.memories.aggregate(union_pipeline("memories", branches))
+                ).to_list()
+                if branches
+                else []
+            )
+            by_session: dict[str, list[str]] = {}
+            for row in rows:
+                by_session.setdefault(row["session_id"], []).append(row["content"])
+            json.dumps(
+                [
+                    {
+                        "sessions": [
+                            by_session.get(s["session_id"], [])[::-1]
+                            for s in sessions
+                            if s["user_id"] == u["user_id"]
+                        ]
+                    }
+                    for u in users
+                ]
+            )
+
+        return await self.measure("nested", server, http, call, floor)
+
+    async def scenario_listing(self, server: Server, http: httpx.AsyncClient) -> Result:
+        async def call() -> bool:
+            after = None
+            while True:
+                data = await self.graphql(http, server, LISTING_QUERY, {"after": after})
+                if data is None:
+                    return False
+                page = data["sessions"]
+                if not page["pageInfo"]["hasNextPage"]:
+                    return True
+                after = page["pageInfo"]["endCursor"]
+
+        async def floor() -> None:
+            after = None
+            while True:
+                match: dict[str, Any] = {"project_id": PROJECT, "deleted_ms": 0}
+                if after is not None:
+                    match["order_key"] = {"$gt": after}
+                rows = (
+                    await self.db.sessions.find(match, {"session_id": 1, "order_key": 1})
+                    .sort("order_key", 1)
+                    .limit(101)
+                    .to_list()
+                )
+                json.dumps([r["session_id"] for r in rows[:100]])
+                if len(rows) <= 100:
+                    return
+                after = rows[99]["order_key"]
+
+        result = await self.measure("listing", server, http, call, floor)
+        result.extra["pages_per_walk"] = -(-len(self.session_ids) // 100)
+        return result
+
+    async def scenario_growth(
+        self, server: Server, http: httpx.AsyncClient, size: int
+    ) -> dict[str, Any]:
+        session_id = f"growth-{size}"
+        self.progress.say(f"growth: filling a session with {size} memories")
+        await self.fill(session_id, size)
+        result = await self.scenario_window(server, http, session_id, name=f"window@{size}")
+        return {"memories": size, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
+                "floor_p50_ms": result.floor_p50_ms, "ratio_p50": result.ratio_p50,
+                "db_commands_per_request": result.db_commands_per_request}  # fmt: skip
+
+
+def window_branch(field: str, value: str, key: str, direction: int) -> list[dict[str, Any]]:
+    """A floor pipeline branch: ten live rows of one parent, by ``key``."""
+    return [
+        {"$match": {"project_id": PROJECT, field: value, "deleted_ms": 0}},
+        {"$sort": {key: direction}},
+        {"$limit": 10},
+    ]
+
+
+def flatten(result: Result) -> dict[str, Any]:
+    data = asdict(result)
+    extra = data.pop("extra")
+    return {**data, **extra}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+COLUMNS = (
+    ("requests", 9, "d"),
+    ("errors", 7, "d"),
+    ("rps", 9, ".1f"),
+    ("p50_ms", 9, ".2f"),
+    ("p99_ms", 9, ".2f"),
+    ("floor_p50_ms", 13, ".2f"),
+    ("ratio_p50", 10, ".2f"),
+    ("db_commands_per_request", 12, ".2f"),
+    ("cpu_ms_per_request", 12, ".2f"),
+)
+HEADINGS = {
+    "db_commands_per_request": "db cmd/req",
+    "cpu_ms_per_request": "cpu ms/req",
+    "floor_p50_ms": "floor p50 ms",
+    "ratio_p50": "ratio p50",
+}
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The report for people."""
+    machine_info, engine = report["machine"], report["engine"]
+    header = f"{'scenario':<18}" + "".join(
+        f"{HEADINGS.get(name, name.replace('_ms', ' ms')):>{width}}" for name, width, _ in COLUMNS
+    )
+    lines = [
+        f"memvault bench: {engine}, {machine_info['cpus']} CPUs, Python {machine_info['python']}",
+        f"dataset {report['dataset']}, {report['duration_s']:g} s per scenario, "
+        f"{report['concurrency']} clients in write_concurrent",
+        "",
+        header,
+        "-" * len(header),
+    ]
+    for name, figures in report["scenarios"].items():
+        cells = "".join(f"{figures[key]:>{width}{fmt}}" for key, width, fmt in COLUMNS)
+        lines.append(f"{name:<18}{cells}")
+    if report.get("growth"):
+        lines += ["", "recent window (memories(last: 20)) as one session grows:"]
+        lines.append(f"{'memories':>10}{'p50 ms':>9}{'p99 ms':>9}{'floor p50 ms':>13}{'ratio':>7}")
+        for row in report["growth"]:
+            lines.append(
+                f"{row['memories']:>10}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                f"{row['floor_p50_ms']:>13.2f}{row['ratio_p50']:>7.2f}"
+            )
+    return "\n".join(lines)
+
+
+@contextlib.asynccontextmanager
+async def database(mongodb_uri: str | None) -> AsyncIterator[str]:
+    """The given MongoDB, or an embedded engine in a temporary directory for the bench's run."""
+    if mongodb_uri:
+        yield mongodb_uri
+        return
+    with tempfile.TemporaryDirectory(prefix="memvault-bench-") as tmp:
+        engine = EmbeddedEngine(Path(tmp))
+        await asyncio.to_thread(engine.start)
+        try:
+            yield engine.uri
+        finally:
+            engine.stop()
+
+
+async def run_bench(
+    *,
+    mongodb_uri: str | None,
+    duration: float,
+    concurrency: int,
+    sizes: Sizes,
+    growth: list[int],
+    progress: bool,
+) -> dict[str, Any]:
+    async with database(mongodb_uri) as uri:
+        bench = Bench(
+            mongodb_uri=uri,
+            duration=duration,
+            concurrency=concurrency,
+            sizes=sizes,
+            progress=Progress(progress),
+        )
+        try:
+            return await bench.run(growth=growth)
+        finally:
+            await bench.close()
