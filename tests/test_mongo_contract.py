@@ -759,6 +759,33 @@ async def test_aggregate_union_with_seq_range_in_branch(db: Db) -> None:
     assert by_session(rows) == {"s1": [5, 4, 3], "s2": [10, 9, 4, 3]}
 
 
+async def test_aggregate_nested_unions_of_100_branches(db: Db) -> None:
+    """The data layer's union tree (under 40 unions per pipeline) returns every branch."""
+    from app.db.documents import union_pipeline as nested_union
+
+    keys = [f"s{i:03d}" for i in range(100)]
+    await seed_memories(db, keys, 3)
+    pipeline = nested_union("memories", [branch(k, 2) for k in keys])
+    assert sum("$unionWith" in stage for stage in pipeline) < 40
+    for stage in pipeline:
+        if "$unionWith" in stage:
+            inner = stage["$unionWith"]["pipeline"]
+            assert sum("$unionWith" in inner_stage for inner_stage in inner) < 40
+    rows = await (await db.memories.aggregate(pipeline, batchSize=200)).to_list()
+    assert by_session(rows) == {k: [3, 2] for k in keys}
+
+
+async def test_projection_inclusion_in_find_and_union_branches(db: Db) -> None:
+    await seed_memories(db, ["s1", "s2"], 3)
+    fields = {"session_id": 1, "seq": 1, "content": 1}
+    found = await db.memories.find({"project_id": P, "session_id": "s1"}, fields).to_list()
+    assert all(set(row) == {"_id", "session_id", "seq", "content"} for row in found)
+    stages = [[*branch(k, 2), {"$project": fields}] for k in ("s1", "s2")]
+    rows = await (await db.memories.aggregate(union_pipeline(stages))).to_list()
+    assert by_session(rows) == {"s1": [3, 2], "s2": [3, 2]}
+    assert all(set(row) == {"_id", "session_id", "seq", "content"} for row in rows)
+
+
 async def test_count_command(db: Db) -> None:
     await seed_memories(db, ["s1", "s2"], 12)
     await db.memories.update_many(

@@ -28,6 +28,7 @@ log = logging.getLogger("memvault.engine")
 
 ENGINE_MODULE = "nx_27017.nx_27017"
 ADDRESS_FILE = "engine.json"
+HEARTBEAT_MS = 500  # the driver's minimum; see connect()
 
 
 class EngineError(RuntimeError):
@@ -37,11 +38,18 @@ class EngineError(RuntimeError):
 def connect(
     uri: str, *, timeout_ms: int = 2000, event_listeners: Sequence[Any] = ()
 ) -> AsyncMongoClient[dict[str, Any]]:
-    """An async client whose operations fail within about ``timeout_ms`` when the server is away."""
+    """An async client whose operations fail within about ``timeout_ms`` when the server is away.
+
+    "Away" includes a server that keeps its connections open but stops answering (frozen, or a
+    network that drops packets): the driver's monitor checks the server every
+    ``HEARTBEAT_MS`` with a ``timeout_ms`` deadline and, when the check times out, fails the
+    operations waiting on it. With the driver's default of a check every 10 s they would hang.
+    """
     return AsyncMongoClient(
         uri,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        heartbeatFrequencyMS=HEARTBEAT_MS,
         tz_aware=True,
         uuidRepresentation="standard",
         event_listeners=list(event_listeners),
@@ -175,18 +183,18 @@ class EmbeddedEngine:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
+        while (remaining_ms := int((deadline - time.monotonic()) * 1000)) > 0:
             if self.process is not None and self.process.poll() is not None:
                 raise EngineError(
                     f"embedded engine exited with code {self.process.returncode} "
                     f"(log {self.log_path}):\n{self._tail_log()}"
                 )
-            if ping_sync(self.uri, timeout_ms=300):
+            if ping_sync(self.uri, timeout_ms=min(300, remaining_ms)):  # never past the deadline
                 return
             time.sleep(0.05)
         self._kill()
         raise EngineError(
-            f"embedded engine did not answer ping within {self.start_timeout:.0f}s "
+            f"embedded engine did not answer ping within {self.start_timeout:g}s "
             f"(log {self.log_path}):\n{self._tail_log()}"
         )
 

@@ -13,11 +13,11 @@ from app.db.documents import (
     Doc,
     Window,
     find_by_keys,
-    find_window,
     find_windows,
     new_token,
     now_ms,
     patch_document,
+    view,
 )
 from app.db.merge import merge_patch
 from app.db.sessions import ensure_session
@@ -57,6 +57,13 @@ class Appended:
     inserted: int = 0
 
 
+# What the API shows of a memory; reads for GraphQL fetch only these fields.
+MEMORY_VIEW = view(
+    "session_id", "uuid", "seq", "role", "role_type", "content", "metadata", "token_count",
+    "created_ms", "updated_ms",
+)  # fmt: skip
+
+
 def _memories(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
     return db["memories"]
 
@@ -70,17 +77,6 @@ def memory_filter(*, project_id: str, session_id: str) -> Doc:
     return {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}
 
 
-async def list_memories(
-    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, window: Window
-) -> list[Doc]:
-    return await find_window(
-        _memories(db),
-        match=memory_filter(project_id=project_id, session_id=session_id),
-        key_field="seq",
-        window=window,
-    )
-
-
 async def list_memories_of_sessions(
     db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str], window: Window
 ) -> dict[str, list[Doc]]:
@@ -92,6 +88,7 @@ async def list_memories_of_sessions(
         groups=session_ids,
         key_field="seq",
         window=window,
+        projection=MEMORY_VIEW,
     )
 
 
@@ -125,6 +122,7 @@ async def add_memories(
     _reject_foreign(known, session_id)
 
     inserted: list[Doc] = []
+    reserved_in: list[int] = []  # for each inserted memory, the session's deletions at reservation
     session: Doc | None = None
     now = now_ms()
     for _ in range(INSERT_PASSES):
@@ -141,6 +139,7 @@ async def add_memories(
         ]
         stored, clash = await _insert_in_order(coll, docs)
         inserted += stored
+        reserved_in += [int(reserved.get("deletions", 0))] * len(stored)
         if clash is None:
             break
         winner = await coll.find_one({"project_id": project_id, "uuid": clash})
@@ -156,11 +155,13 @@ async def add_memories(
 
     if inserted:
         session = await _count_inserted(
-            db, session_id=session_id, project_id=project_id, inserted=inserted, now=now
+            db,
+            session_id=session_id,
+            project_id=project_id,
+            inserted=inserted,
+            reserved_in=reserved_in,
+            now=now,
         )
-        if session["deleted_ms"]:
-            # Deleted while we wrote: the outcome is "appended, then deleted" (restore revives).
-            await _cascade_late(db, session=session, docs=inserted)
     else:
         session = await ensure_session(
             db, project_id=project_id, session_id=session_id, user_id=user_id
@@ -181,7 +182,8 @@ async def _reserve(
         )
         reserved = await db["sessions"].find_one_and_update(
             {"_id": session["_id"], "deleted_ms": 0},
-            {"$inc": {"next_seq": count}},
+            # (``deletions`` + 0 makes the field exist on sessions stored before it did)
+            {"$inc": {"next_seq": count, "deletions": 0}},
             return_document=ReturnDocument.AFTER,
         )
         if reserved is not None:
@@ -249,16 +251,61 @@ async def _undo(coll: AsyncCollection[Doc], docs: list[Doc]) -> None:
 
 
 async def _count_inserted(
-    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, inserted: list[Doc], now: int
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    session_id: str,
+    inserted: list[Doc],
+    reserved_in: list[int],
+    now: int,
 ) -> Doc:
-    session = await db["sessions"].find_one_and_update(
-        {"project_id": project_id, "session_id": session_id},
-        {"$inc": {"memory_count": len(inserted)}, "$set": {"updated_ms": now}},
+    """Count what was stored into the session, unless a deletion came after its reservation.
+
+    A memory numbered before a deletion of its session went with that deletion ("added, then
+    deleted"), even when it was written after the deletion's cascade or the session has been
+    revived since: counting it into the revived session would count a memory that the deletion's
+    cascade (which takes every memory numbered up to the deletion) deletes. Such memories are
+    marked deleted and not counted. The session's ``deletions`` counter, read atomically with each
+    reservation, tells which memories that is.
+    """
+    sessions = db["sessions"]
+    latest = max(reserved_in)
+    current = [doc for doc, seen in zip(inserted, reserved_in, strict=True) if seen == latest]
+    session = await sessions.find_one_and_update(
+        {"project_id": project_id, "session_id": session_id, "deletions": latest},
+        {"$inc": {"memory_count": len(current)}, "$set": {"updated_ms": now}},
         return_document=ReturnDocument.AFTER,
     )
-    if session is None:  # purged or erased while we wrote
-        raise NotFound("session was erased while memories were being added", field="sessionId")
+    if session is None:  # deleted since the reservation (or purged, or erased)
+        current = []
+        session = await sessions.find_one({"project_id": project_id, "session_id": session_id})
+        if session is None:
+            raise NotFound("session was erased while memories were being added", field="sessionId")
+    counted = {id(doc) for doc in current}
+    await _settle_deleted(db, session=session, docs=[d for d in inserted if id(d) not in counted])
+    if current and session["deleted_ms"]:  # deleted by a writer that does not count deletions
+        await _cascade_late(db, session=session, docs=current)
     return session
+
+
+async def _settle_deleted(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Doc]) -> None:
+    """Mark memories that went with a deletion of their session as deleted (not counted)."""
+    if not docs:
+        return
+    # With the session still deleted, its token (restoreSession brings them back); once revived,
+    # that deletion can no longer be restored, so any token will do.
+    deleted_ms = session["deleted_ms"] or now_ms()
+    token = session["deletion_id"] if session["deleted_ms"] else new_token()
+    await _memories(db).update_many(
+        {
+            "project_id": session["project_id"],
+            "uuid": {"$in": [d["uuid"] for d in docs]},
+            "deleted_ms": 0,
+        },
+        {"$set": {"deleted_ms": deleted_ms, "deletion_id": token}},
+    )
+    for doc in docs:
+        doc["deleted_ms"] = deleted_ms
 
 
 async def _cascade_late(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Doc]) -> None:
@@ -314,5 +361,9 @@ async def get_memories(
 ) -> dict[str, Doc]:
     """Live memories by uuid, in one batch."""
     return await find_by_keys(
-        _memories(db), match={"project_id": project_id, "deleted_ms": 0}, field="uuid", values=uuids
+        _memories(db),
+        match={"project_id": project_id, "deleted_ms": 0},
+        field="uuid",
+        values=uuids,
+        projection=MEMORY_VIEW,
     )

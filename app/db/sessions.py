@@ -18,6 +18,7 @@ from app.db.documents import (
     now_ms,
     order_key,
     patch_document,
+    view,
 )
 from app.db.merge import merge_patch
 from app.db.users import get_user
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
 NO_USER = ""  # sessions without a user store "" (never null: null matching is unreliable)
+
+
+# What the API shows of a session; reads for GraphQL fetch only these fields.
+SESSION_VIEW = view(
+    "session_id", "user_id", "metadata", "order_key", "created_ms", "updated_ms", "memory_count"
+)
 
 
 def _sessions(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
@@ -57,6 +64,7 @@ def _fresh_session(
         "version": 1,
         "next_seq": 0,
         "memory_count": 0,
+        "deletions": 0,  # times deleted; see memories._count_inserted
     }
 
 
@@ -82,6 +90,7 @@ async def get_sessions(
         match={"project_id": project_id, "deleted_ms": 0},
         field="session_id",
         values=session_ids,
+        projection=SESSION_VIEW,
     )
 
 
@@ -100,7 +109,9 @@ def session_filter(
 async def list_sessions(
     db: AsyncDatabase[Doc], *, match: Mapping[str, Any], window: Window
 ) -> list[Doc]:
-    return await find_window(_sessions(db), match=match, key_field="order_key", window=window)
+    return await find_window(
+        _sessions(db), match=match, key_field="order_key", window=window, projection=SESSION_VIEW
+    )
 
 
 async def list_sessions_of_users(
@@ -114,6 +125,7 @@ async def list_sessions_of_users(
         groups=user_ids,
         key_field="order_key",
         window=window,
+        projection=SESSION_VIEW,
     )
 
 
@@ -167,7 +179,9 @@ async def create_session(
         pass
     existing = await _sessions(db).find_one({"project_id": project_id, "session_id": session_id})
     if existing is not None and existing["deleted_ms"]:
-        fresh = {k: v for k, v in doc.items() if k not in {"_id", "version", "next_seq"}}
+        fresh = {
+            k: v for k, v in doc.items() if k not in {"_id", "version", "next_seq", "deletions"}
+        }
         fresh["version"] = existing["version"] + 1
         reborn = await _sessions(db).find_one_and_update(
             {
@@ -250,16 +264,29 @@ async def update_session(
 
 
 async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> None:
-    """Soft-delete the session and its live memories, marked with one deletion token."""
+    """Soft-delete the session and its live memories, marked with one deletion token.
+
+    The memories taken are those numbered up to the session's ``next_seq`` at the deletion: if the
+    session is revived before this second step runs, memories added since (numbered after it)
+    belong to the revived session and stay live.
+    """
     now, token = now_ms(), new_token()
     deleted = await _sessions(db).find_one_and_update(
         {"project_id": project_id, "session_id": session_id, "deleted_ms": 0},
-        {"$set": {"deleted_ms": now, "deletion_id": token, "memory_count": 0}},
+        {
+            "$set": {"deleted_ms": now, "deletion_id": token, "memory_count": 0},
+            "$inc": {"deletions": 1},
+        },
     )
     if deleted is None:
         raise NotFound(f"session {session_id!r} not found", field="sessionId")
     await db["memories"].update_many(
-        {"project_id": project_id, "session_id": session_id, "deleted_ms": 0},
+        {
+            "project_id": project_id,
+            "session_id": session_id,
+            "deleted_ms": 0,
+            "seq": {"$lte": deleted["next_seq"]},
+        },
         {"$set": {"deleted_ms": now, "deletion_id": token}},
     )
 

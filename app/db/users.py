@@ -17,6 +17,7 @@ from app.db.documents import (
     now_ms,
     order_key,
     patch_document,
+    view,
 )
 from app.db.merge import merge_patch
 from app.errors import AlreadyExists, NotFound
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
 USER_FIELDS = ("email", "first_name", "last_name")
 # Cascades touch sessions in batches of this many ids per command.
 CASCADE_BATCH = 500
+
+
+# What the API shows of a user; reads for GraphQL fetch only these fields.
+USER_VIEW = view(
+    "user_id", "email", "first_name", "last_name", "metadata", "order_key", "created_ms",
+    "updated_ms",
+)  # fmt: skip
 
 
 def _users(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
@@ -74,6 +82,7 @@ async def get_users(
         match={"project_id": project_id, "deleted_ms": 0},
         field="user_id",
         values=user_ids,
+        projection=USER_VIEW,
     )
 
 
@@ -88,7 +97,9 @@ def user_filter(*, project_id: str, metadata: Mapping[str, Any] | None = None) -
 async def list_users(
     db: AsyncDatabase[Doc], *, match: Mapping[str, Any], window: Window
 ) -> list[Doc]:
-    return await find_window(_users(db), match=match, key_field="order_key", window=window)
+    return await find_window(
+        _users(db), match=match, key_field="order_key", window=window, projection=USER_VIEW
+    )
 
 
 async def count_users(db: AsyncDatabase[Doc], *, match: Mapping[str, Any]) -> int:
@@ -190,7 +201,10 @@ async def delete_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str) 
     sessions = db["sessions"]
     await sessions.update_many(
         {"project_id": project_id, "user_id": user_id, "deleted_ms": 0},
-        {"$set": {"deleted_ms": now, "deletion_id": token, "memory_count": 0}},
+        {
+            "$set": {"deleted_ms": now, "deletion_id": token, "memory_count": 0},
+            "$inc": {"deletions": 1},
+        },
     )
     # Read back by token: a session created meanwhile was either caught above or stays live.
     cursor = sessions.find(

@@ -6,7 +6,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
+)
 from strawberry.schema.config import StrawberryConfig
 
 from app.config import Settings
@@ -16,10 +23,13 @@ from app.schema.query import Query
 from app.schema.types import SCALARS, Memory, Session, User
 
 if TYPE_CHECKING:
-    from graphql import GraphQLError
+    from graphql import ASTValidationRule, GraphQLError
     from strawberry.types import ExecutionContext
 
 log = logging.getLogger("memvault.graphql")
+
+# Distinct documents whose parse and validation are cached (clients send a few fixed documents).
+DOCUMENT_CACHE_SIZE = 512
 
 
 class MemvaultSchema(strawberry.Schema):
@@ -41,8 +51,16 @@ class MemvaultSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings | None = None) -> MemvaultSchema:
-    """The schema with the query limits of ``settings`` (extensions passed as factories)."""
+    """The schema with the query limits of ``settings``.
+
+    Extensions are passed as factories (one instance per request). The limit rules are built
+    once, so the validation cache, keyed by the rule classes, hits for a repeated document.
+    """
     limits = settings or Settings()
+    rules: list[type[ASTValidationRule]] = [
+        query_depth_limiter.create_validator(limits.max_query_depth, None),
+        max_aliases.create_validator(limits.max_aliases),
+    ]
     return MemvaultSchema(
         query=Query,
         mutation=Mutation,
@@ -50,8 +68,9 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
         config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: QueryDepthLimiter(max_depth=limits.max_query_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: AddValidationRules(rules),
+            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         ],
     )
 

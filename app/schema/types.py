@@ -102,27 +102,43 @@ class Node:
     id: strawberry.ID
 
 
+# Computed leaves resolve only when selected; every other leaf is a plain attribute.
+def resolve_id(root: Any) -> strawberry.ID:
+    return strawberry.ID(to_global_id(type(root).__name__, getattr(root, root.NODE_KEY)))
+
+
+def resolve_created_at(root: Any) -> datetime:
+    return ms_to_datetime(root.created_ms)
+
+
+def resolve_updated_at(root: Any) -> datetime:
+    return ms_to_datetime(root.updated_ms)
+
+
 @strawberry.type
 class User(Node):
+    NODE_KEY = "user_id"
+    id: strawberry.ID = strawberry.field(resolver=resolve_id)
     user_id: str
     email: str | None
     first_name: str | None
     last_name: str | None
     metadata: JSON
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(resolver=resolve_created_at)
+    updated_at: datetime = strawberry.field(resolver=resolve_updated_at)
+    created_ms: strawberry.Private[int]
+    updated_ms: strawberry.Private[int]
 
     @classmethod
     def from_doc(cls, doc: Doc) -> User:
         return cls(
-            id=strawberry.ID(to_global_id("User", doc["user_id"])),
             user_id=doc["user_id"],
             email=doc.get("email"),
             first_name=doc.get("first_name"),
             last_name=doc.get("last_name"),
             metadata=JSON(doc.get("metadata") or {}),
-            created_at=ms_to_datetime(doc["created_ms"]),
-            updated_at=ms_to_datetime(doc["updated_ms"]),
+            created_ms=doc["created_ms"],
+            updated_ms=doc["updated_ms"],
         )
 
     @strawberry.field(description="This user's live sessions, oldest first.")
@@ -160,22 +176,25 @@ class User(Node):
 
 @strawberry.type
 class Session(Node):
+    NODE_KEY = "session_id"
+    id: strawberry.ID = strawberry.field(resolver=resolve_id)
     session_id: str
     user_id: str | None
     metadata: JSON
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(resolver=resolve_created_at)
+    updated_at: datetime = strawberry.field(resolver=resolve_updated_at)
+    created_ms: strawberry.Private[int]
+    updated_ms: strawberry.Private[int]
     memory_count: int
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Session:
         return cls(
-            id=strawberry.ID(to_global_id("Session", doc["session_id"])),
             session_id=doc["session_id"],
             user_id=doc.get("user_id") or None,
             metadata=JSON(doc.get("metadata") or {}),
-            created_at=ms_to_datetime(doc["created_ms"]),
-            updated_at=ms_to_datetime(doc["updated_ms"]),
+            created_ms=doc["created_ms"],
+            updated_ms=doc["updated_ms"],
             memory_count=max(int(doc.get("memory_count", 0)), 0),
         )
 
@@ -223,6 +242,8 @@ class Session(Node):
 
 @strawberry.type
 class Memory(Node):
+    NODE_KEY = "uuid"
+    id: strawberry.ID = strawberry.field(resolver=resolve_id)
     uuid: str
     seq: int
     role: str | None
@@ -230,14 +251,15 @@ class Memory(Node):
     content: str
     metadata: JSON
     token_count: int | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(resolver=resolve_created_at)
+    updated_at: datetime = strawberry.field(resolver=resolve_updated_at)
+    created_ms: strawberry.Private[int]
+    updated_ms: strawberry.Private[int]
     session_id: strawberry.Private[str]
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Memory:
         return cls(
-            id=strawberry.ID(to_global_id("Memory", doc["uuid"])),
             uuid=doc["uuid"],
             seq=doc["seq"],
             role=doc.get("role"),
@@ -245,8 +267,8 @@ class Memory(Node):
             content=doc["content"],
             metadata=JSON(doc.get("metadata") or {}),
             token_count=doc.get("token_count"),
-            created_at=ms_to_datetime(doc["created_ms"]),
-            updated_at=ms_to_datetime(doc["updated_ms"]),
+            created_ms=doc["created_ms"],
+            updated_ms=doc["updated_ms"],
             session_id=doc["session_id"],
         )
 

@@ -1,0 +1,157 @@
+"""The I/O shells: one pooled httpx client each, sending calls with retries and driving the
+operations of ``operations.py``. Everything else they use is in ``protocol.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from app.client.errors import MemvaultClientError
+from app.client.protocol import (
+    KEEPALIVE_EXPIRY_S,
+    Call,
+    RetryPolicy,
+    connection_error,
+    parse_response,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from app.client.models import Page
+    from app.client.operations import Op
+
+T = TypeVar("T")
+
+_LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+
+
+class SyncTransport:
+    """Sends calls over one ``httpx.Client`` (a pool of keep-alive connections)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        timeout: float | httpx.Timeout | None,
+        retry: RetryPolicy,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.retry = retry
+        self.http = httpx.Client(
+            headers=headers, timeout=timeout, limits=_LIMITS, transport=transport
+        )
+
+    def execute(self, call: Call) -> dict[str, Any]:
+        """The call's data, trying again after transient failures where that is safe."""
+        body = call.body()
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = self.http.post(self.url, content=body)
+                except httpx.TransportError as exc:
+                    raise connection_error(exc) from exc
+                return parse_response(response.status_code, response.content)
+            except MemvaultClientError as error:
+                error.attempts = attempt + 1
+                delay = self.retry.next_delay(error, call, attempt)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
+    def run(self, op: Op[T]) -> T:
+        """Drive an operation to its result."""
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self.execute(call))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            op.close()
+
+    def chunks(self, page: Callable[[str | None], Op[Page[T]]]) -> Iterator[list[T]]:
+        """Every item, a page's worth at a time, following keyset cursors to the end."""
+        cursor: str | None = None
+        while True:
+            current = self.run(page(cursor))
+            if current.items:
+                yield current.items
+            if current.next_cursor is None:
+                return
+            cursor = current.next_cursor
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncTransport:
+    """Sends calls over one ``httpx.AsyncClient`` (a pool of keep-alive connections)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        timeout: float | httpx.Timeout | None,
+        retry: RetryPolicy,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.retry = retry
+        self.http = httpx.AsyncClient(
+            headers=headers, timeout=timeout, limits=_LIMITS, transport=transport
+        )
+
+    async def execute(self, call: Call) -> dict[str, Any]:
+        """The call's data, trying again after transient failures where that is safe."""
+        body = call.body()
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = await self.http.post(self.url, content=body)
+                except httpx.TransportError as exc:
+                    raise connection_error(exc) from exc
+                return parse_response(response.status_code, response.content)
+            except MemvaultClientError as error:
+                error.attempts = attempt + 1
+                delay = self.retry.next_delay(error, call, attempt)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def run(self, op: Op[T]) -> T:
+        """Drive an operation to its result."""
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self.execute(call))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            op.close()
+
+    async def chunks(self, page: Callable[[str | None], Op[Page[T]]]) -> AsyncIterator[list[T]]:
+        """Every item, a page's worth at a time, following keyset cursors to the end."""
+        cursor: str | None = None
+        while True:
+            current = await self.run(page(cursor))
+            if current.items:
+                yield current.items
+            if current.next_cursor is None:
+                return
+            cursor = current.next_cursor
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
