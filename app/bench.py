@@ -420,10 +420,10 @@ class Bench:
             )
             rows = (
                 await self.db.memories.find(
-                    {"project_id": PROJECT, "session_id": session_id, "deleted_ms": 0},
+                    {"seq_key": seq_range(session_id), "deleted_ms": 0},
                     {"role": 1, "content": 1, "created_ms": 1, "_id": 0},
                 )
-                .sort("seq", -1)
+                .sort("seq_key", -1)
                 .limit(20)
                 .to_list()
             )
@@ -442,12 +442,15 @@ class Bench:
                 .limit(10)
                 .to_list()
             )
-            branches = [window_branch("user_id", user["user_id"], "order_key", 1) for user in users]
+            branches = [
+                window_branch({"project_id": PROJECT, "user_id": user["user_id"]}, "order_key", 1)
+                for user in users
+            ]
             sessions = await (
                 await self.db.sessions.aggregate(union_pipeline("sessions", branches))
             ).to_list()
             branches = [
-                window_branch("session_id", session["session_id"], "seq", -1)
+                window_branch({"seq_key": seq_range(session["session_id"])}, "seq_key", -1)
                 for session in sessions
             ]
             rows = (
@@ -520,10 +523,16 @@ class Bench:
                 "db_commands_per_request": result.db_commands_per_request}  # fmt: skip
 
 
-def window_branch(field: str, value: str, key: str, direction: int) -> list[dict[str, Any]]:
+def seq_range(session_id: str) -> dict[str, str]:
+    """The ``seq_key`` range of one session's memories (the index-backed shape)."""
+    prefix = f"{PROJECT}{memory_repo.SEQ_SEPARATOR}{session_id}"
+    return {"$gte": prefix + memory_repo.SEQ_SEPARATOR, "$lt": prefix + memory_repo.SEQ_END}
+
+
+def window_branch(match: dict[str, Any], key: str, direction: int) -> list[dict[str, Any]]:
     """A floor pipeline branch: ten live rows of one parent, by ``key``."""
     return [
-        {"$match": {"project_id": PROJECT, field: value, "deleted_ms": 0}},
+        {"$match": {**match, "deleted_ms": 0}},
         {"$sort": {key: direction}},
         {"$limit": 10},
     ]

@@ -161,27 +161,43 @@ async def find_windows(
     window: Window,
     projection: Mapping[str, Any] | None = None,
 ) -> dict[str, list[Doc]]:
-    """The same keyset window for each group, in one command of bounded, index-backed branches.
+    """The same keyset window for each group (``group_field`` equal to it), in one command."""
+    return await find_ranges(
+        coll,
+        queries={group: ({**match, group_field: group}, window) for group in groups},
+        group_field=group_field,
+        key_field=key_field,
+        projection=projection,
+    )
 
-    No group's rows beyond its window are read. Each group's rows come back in the window's order.
-    """
-    result: dict[str, list[Doc]] = {group: [] for group in groups}
-    if window.empty() or window.limit <= 0 or not groups:
-        return result
-    if len(result) == 1:  # one parent (the common case of a lookup): a plain, cheaper find
-        (group,) = result
-        match = {**match, group_field: group}
-        rows = await find_window(
+
+async def find_ranges(
+    coll: AsyncCollection[Doc],
+    *,
+    queries: Mapping[str, tuple[Mapping[str, Any], Window]],
+    group_field: str,
+    key_field: str,
+    projection: Mapping[str, Any] | None = None,
+) -> dict[str, list[Doc]]:
+    """Each group's keyset window (its own filter and range), in one command of bounded,
+    index-backed branches. No group's rows beyond its window are read; each group's rows come
+    back in its window's order."""
+    result: dict[str, list[Doc]] = {group: [] for group in queries}
+    live = {g: (m, w) for g, (m, w) in queries.items() if not w.empty() and w.limit > 0}
+    if len(live) == 1:  # one parent (the common case of a lookup): a plain, cheaper find
+        ((group, (match, window)),) = live.items()
+        result[group] = await find_window(
             coll, match=match, key_field=key_field, window=window, projection=projection
         )
-        return {group: rows}
-    branches = [
-        window.pipeline({**match, group_field: group}, key_field, projection) for group in result
-    ]
-    for doc in await _union(coll, branches, rows_per_branch=window.limit):
+        return result
+    if not live:
+        return result
+    branches = [window.pipeline(match, key_field, projection) for match, window in live.values()]
+    rows_per_branch = max(window.limit for _, window in live.values())
+    for doc in await _union(coll, branches, rows_per_branch=rows_per_branch):
         result[doc[group_field]].append(doc)
-    for rows in result.values():  # MongoDB does not promise $unionWith's output order
-        rows.sort(key=lambda doc: doc[key_field], reverse=window.descending)
+    for group, (_, window) in live.items():  # MongoDB does not promise $unionWith's order
+        result[group].sort(key=lambda doc: doc[key_field], reverse=window.descending)
     return result
 
 

@@ -83,15 +83,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def ping_sync(uri: str, timeout_ms: int = 500) -> bool:
+def server_pid(uri: str, timeout_ms: int = 500) -> int | None:
+    """The process id the server at ``uri`` reports (``buildInfo``), or None if none answers."""
     client: MongoClient[dict[str, Any]] = MongoClient(
         uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
     )
     try:
-        client.admin.command("ping")
-        return True
+        info = client.admin.command("buildInfo")
+        return int(info.get("pid", -1))
     except PyMongoError:
-        return False
+        return None
     finally:
         client.close()
 
@@ -103,7 +104,7 @@ def read_address(data_dir: Path) -> str | None:
         uri = str(info["uri"])
     except (OSError, ValueError, KeyError):
         return None
-    return uri if ping_sync(uri) else None
+    return uri if server_pid(uri) is not None else None
 
 
 class EmbeddedEngine:
@@ -189,7 +190,11 @@ class EmbeddedEngine:
                     f"embedded engine exited with code {self.process.returncode} "
                     f"(log {self.log_path}):\n{self._tail_log()}"
                 )
-            if ping_sync(self.uri, timeout_ms=min(300, remaining_ms)):  # never past the deadline
+            # Never past the deadline; and only our own child counts: another engine may have
+            # taken the port between free_port() and our child binding it.
+            answered = server_pid(self.uri, timeout_ms=min(300, remaining_ms))
+            ours = self.process is not None and answered == self.process.pid
+            if ours and time.monotonic() <= deadline:  # a ping may overrun its own timeout
                 return
             time.sleep(0.05)
         self._kill()

@@ -13,7 +13,7 @@ from app.db.documents import (
     Doc,
     Window,
     find_by_keys,
-    find_windows,
+    find_ranges,
     new_token,
     now_ms,
     patch_document,
@@ -33,6 +33,9 @@ DUPLICATE_KEY = 11000
 ENSURE_ATTEMPTS = 5
 # Each pass stores a prefix of the pending memories; a pass ends early only at a racing retry.
 INSERT_PASSES = 50
+# uuids looked up per command: on the embedded engine one union of 1000 branches takes ~34 s
+# (blocking every other client), ten of 100 take ~0.1 s together.
+LOOKUP_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +60,14 @@ class Appended:
     inserted: int = 0
 
 
+SEQ_SEPARATOR = "\x1f"
+SEQ_END = "\x20"  # the character after the separator: the end of one session's range
+MAX_SEQ = 10**12 - 1
+
 # What the API shows of a memory; reads for GraphQL fetch only these fields.
 MEMORY_VIEW = view(
-    "session_id", "uuid", "seq", "role", "role_type", "content", "metadata", "token_count",
-    "created_ms", "updated_ms",
+    "session_id", "uuid", "seq", "seq_key", "role", "role_type", "content", "metadata",
+    "token_count", "created_ms", "updated_ms",
 )  # fmt: skip
 
 
@@ -77,17 +84,43 @@ def memory_filter(*, project_id: str, session_id: str) -> Doc:
     return {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}
 
 
+def seq_key(project_id: str, session_id: str, seq: int) -> str:
+    """One string that orders memories by project, session, then ``seq``.
+
+    A keyset range on it selects one session's window directly, with no other indexed field in
+    the filter: on the embedded engine an equality on ``project_id`` (or any indexed field) beside
+    the range makes it pick that index and scan (100 sessions' windows: 600 ms against 50 ms; one
+    session of 100k memories: 265 ms against 1.6 ms). The project is in the key, so the range
+    alone keeps projects apart. Ids hold no control characters: the separator sorts below them.
+    """
+    return f"{project_id}{SEQ_SEPARATOR}{session_id}{SEQ_SEPARATOR}{min(max(seq, 0), MAX_SEQ):012d}"
+
+
+def seq_key_range(project_id: str, session_id: str, window: Window) -> Window:
+    """The ``seq_key`` range of a window expressed in ``seq`` numbers."""
+    prefix = f"{project_id}{SEQ_SEPARATOR}{session_id}"
+    gte = window.gte
+    lt = window.lt
+    return Window(
+        gte=seq_key(project_id, session_id, int(gte))
+        if gte is not None
+        else prefix + SEQ_SEPARATOR,
+        lt=seq_key(project_id, session_id, int(lt)) if lt is not None else prefix + SEQ_END,
+        descending=window.descending,
+        limit=window.limit,
+    )
+
+
 async def list_memories_of_sessions(
     db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str], window: Window
 ) -> dict[str, list[Doc]]:
-    """The same window of live memories for each session (a DataLoader batch)."""
-    return await find_windows(
+    """The same window (in ``seq`` numbers) of live memories for each session, in one command."""
+    live = {"deleted_ms": 0}  # no project_id: the key range carries it (see seq_key)
+    return await find_ranges(
         _memories(db),
-        match={"project_id": project_id, "deleted_ms": 0},
+        queries={sid: (live, seq_key_range(project_id, sid, window)) for sid in session_ids},
         group_field="session_id",
-        groups=session_ids,
-        key_field="seq",
-        window=window,
+        key_field="seq_key",
         projection=MEMORY_VIEW,
     )
 
@@ -118,7 +151,12 @@ async def add_memories(
         first_index[value] = index
 
     coll = _memories(db)
-    known = await find_by_keys(coll, match={"project_id": project_id}, field="uuid", values=uuids)
+    known: dict[str, Doc] = {}
+    for start in range(0, len(uuids), LOOKUP_BATCH):
+        chunk = uuids[start : start + LOOKUP_BATCH]
+        known.update(
+            await find_by_keys(coll, match={"project_id": project_id}, field="uuid", values=chunk)
+        )
     _reject_foreign(known, session_id)
 
     inserted: list[Doc] = []
@@ -230,6 +268,7 @@ def _memory_doc(
         "session_id": session_id,
         "uuid": uuid,
         "seq": seq,
+        "seq_key": seq_key(project_id, session_id, seq),
         "role": memory.role,
         "role_type": memory.role_type,
         "content": memory.content,

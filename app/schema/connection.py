@@ -20,6 +20,8 @@ from app.errors import BadUserInput
 NodeT = TypeVar("NodeT")
 
 CURSOR_PREFIX = "mv1"
+# Connections keyed by a number (a memory's seq); the others are keyed by a string (order_key).
+NUMERIC_KINDS = frozenset({"memories"})
 
 
 def encode_cursor(kind: str, key: Key) -> str:
@@ -36,6 +38,8 @@ def decode_cursor(cursor: str, *, kind: str, field: str) -> Key:
         raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
         prefix, cursor_kind, tag, key = raw.split(":", 3)
         if prefix != CURSOR_PREFIX or cursor_kind != kind or tag not in {"n", "s"} or not key:
+            raise ValueError(raw)
+        if (tag == "n") != (kind in NUMERIC_KINDS):  # a forged cursor with the wrong key type
             raise ValueError(raw)
         return int(key) if tag == "n" else key
     except (ValueError, UnicodeError, binascii.Error):
@@ -128,7 +132,8 @@ class PageSource:
 
     async def rows(self) -> list[Doc]:
         if self._rows is None:
-            fetched = await self._fetch(self.plan.window) if self.plan.size else []
+            # (also for a page of size 0: its one extra row says whether anything is beyond it)
+            fetched = await self._fetch(self.plan.window)
             self._more = len(fetched) > self.plan.size
             rows = fetched[: self.plan.size]
             self._rows = rows[::-1] if self.plan.backward else rows
