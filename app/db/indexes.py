@@ -50,6 +50,7 @@ MONGODB_INDEXES: tuple[Index, ...] = (
     Index("memories", ("deleted_ms",)),
     Index("api_keys", ("key_hash",), unique=True),
     Index("api_keys", ("key_id",), unique=True),
+    Index("api_keys", ("revoked_ms",)),  # "does any active key exist?" (the open mode check)
 )
 
 EMBEDDED_INDEXES: tuple[Index, ...] = (

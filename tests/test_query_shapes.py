@@ -1,0 +1,190 @@
+"""Every query the data layer sends is served by an index declared for MongoDB.
+
+A workload runs through the API (every mutation, lookups, connections with filters and cursors,
+nested batches, purge, erasure, keys) while a command listener records each filter the
+application sends; each distinct shape (collection, equality fields, range and sort fields) must
+be served by one of ``MONGODB_INDEXES``: its leading keys are equality fields of the shape and
+the key after them, if the shape has a range or sort, is that field. ``deleted_ms: 0`` (and any
+metadata equality) is a residual filter on the rows the index selects, not a way in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from pymongo import monitoring
+
+from app.config import Settings
+from app.db import api_keys
+from app.db.engine import connect
+from app.db.indexes import MONGODB_INDEXES, Index
+from app.db.purge import purge
+from app.main import create_app
+from tests.conftest import GraphQLClient
+from tests.test_readme import fenced
+
+RANGE_OPERATORS = {"$gt", "$gte", "$lt", "$lte"}
+POINT_OPERATORS = {"$in", "$eq"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    collection: str
+    equality: frozenset[str]
+    ranges: frozenset[str]
+
+    def __str__(self) -> str:
+        return f"{self.collection}: eq {sorted(self.equality)} range/sort {sorted(self.ranges)}"
+
+
+def shape_of(collection: str, query: dict[str, Any], sort: dict[str, Any] | None = None) -> Shape:
+    equality, ranges = set(), set()
+    for field, value in query.items():
+        if isinstance(value, dict) and set(value) & RANGE_OPERATORS:
+            ranges.add(field)
+        elif not (isinstance(value, dict) and set(value) - POINT_OPERATORS):
+            equality.add(field)
+    ranges |= set(sort or {})
+    equality -= {"deleted_ms"}  # "live": a residual filter, selective only as a purge range
+    return Shape(collection, frozenset(equality), frozenset(ranges - equality))
+
+
+def shapes_in_pipeline(collection: str, pipeline: list[dict[str, Any]]) -> list[Shape]:
+    shapes, match, sort = [], None, None
+    for stage in pipeline:
+        if "$match" in stage:
+            match = stage["$match"]
+        elif "$sort" in stage:
+            sort = stage["$sort"]
+        elif "$unionWith" in stage:
+            inner = stage["$unionWith"]
+            shapes += shapes_in_pipeline(inner["coll"], inner["pipeline"])
+    if match is not None:
+        shapes.append(shape_of(collection, match, sort))
+    return shapes
+
+
+def serves(index: Index, shape: Shape) -> bool:
+    """Leading keys are equality fields of the shape (at least one, or a range first), and the
+    key after them is the shape's range or sort field when it has one."""
+    if index.collection != shape.collection:
+        return False
+    prefix = 0
+    while prefix < len(index.keys) and index.keys[prefix] in shape.equality:
+        prefix += 1
+    after = index.keys[prefix] if prefix < len(index.keys) else None
+    if shape.ranges:
+        return after in shape.ranges and len(shape.ranges) == 1
+    return prefix > 0
+
+
+def serving_index(shape: Shape) -> Index | None:
+    if "_id" in shape.equality:
+        return Index(shape.collection, ("_id",))
+    candidates = [i for i in MONGODB_INDEXES if serves(i, shape)]
+    return max(candidates, key=lambda i: (matched(i, shape), -len(i.keys)), default=None)
+
+
+def matched(index: Index, shape: Shape) -> int:
+    """How many leading keys of ``index`` the shape pins (equality, then its range)."""
+    count = 0
+    for key in index.keys:
+        if key not in shape.equality | shape.ranges:
+            break
+        count += 1
+    return count
+
+
+class ShapeRecorder(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.shapes: set[Shape] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command, name = event.command, event.command_name
+        collection = command.get(name)
+        if name == "find":
+            self.shapes.add(shape_of(collection, command.get("filter", {}), command.get("sort")))
+        elif name == "aggregate":
+            self.shapes.update(shapes_in_pipeline(collection, command["pipeline"]))
+        elif name == "count":
+            self.shapes.add(shape_of(collection, command.get("query", {})))
+        elif name == "findAndModify":
+            self.shapes.add(shape_of(collection, command.get("query", {})))
+        elif name in {"update", "delete"}:
+            for statement in command.get("updates", command.get("deletes", [])):
+                self.shapes.add(shape_of(collection, statement["q"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def recorded(
+    mongo_uri: str, settings: Settings
+) -> AsyncIterator[tuple[GraphQLClient, ShapeRecorder, Any]]:
+    recorder = ShapeRecorder()
+    client = connect(mongo_uri, event_listeners=[recorder])
+    app = create_app(settings, client=client)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                yield GraphQLClient(http), recorder, client[settings.database]
+    finally:
+        await client.close()
+
+
+WORKLOAD = [
+    'mutation { createUser(input: {userId: "ann", metadata: {team: "red"}}) { userId } }',
+    'mutation { createSession(input: {sessionId: "s0", userId: "ann"}) { sessionId } }',
+    'mutation { deleteSession(sessionId: "s0") { deleted } }',
+    'mutation { createSession(input: {sessionId: "s0", userId: "ann"}) { sessionId } }',
+    'mutation { addMemories(input: {sessionId: "s0", memories: [{uuid: "x", roleType: USER, content: "a"}]}) { memories { uuid } } }',
+    'mutation { addMemories(input: {sessionId: "s0", memories: [{uuid: "x", roleType: USER, content: "a"}, {roleType: USER, content: "b"}]}) { memories { uuid } } }',
+    'mutation { addMemories(input: {sessionId: "s1", userId: "ann", memories: [{uuid: "y", roleType: USER, content: "a"}]}) { memories { uuid } } }',
+    'mutation { addMemories(input: {sessionId: "s2", memories: [{uuid: "x", roleType: USER, content: "a"}]}) { memories { uuid } } }',
+    "{ users(first: 1) { totalCount edges { cursor } } }",
+    '{ users(last: 1, filter: {createdAfter: "2020-01-01T00:00:00Z", metadata: {team: "red"}}) { totalCount pageInfo { hasNextPage hasPreviousPage } nodes { userId } } }',
+    '{ sessions(first: 1, filter: {userId: "ann"}) { totalCount pageInfo { hasNextPage endCursor } } }',
+    '{ sessions(last: 1, filter: {createdBefore: "2100-01-01T00:00:00Z"}) { totalCount pageInfo { hasPreviousPage } } }',
+    '{ u1: user(userId: "ann") { sessions(first: 1) { totalCount pageInfo { hasNextPage } nodes { memoryCount user { userId } memories(last: 1) { pageInfo { hasPreviousPage } nodes { session { sessionId } } } } } } u2: user(userId: "bob") { userId } }',
+    '{ s: session(sessionId: "s0") { memories(first: 1) { pageInfo { hasNextPage endCursor } } } memory(uuid: "x") { uuid } m2: memory(uuid: "y") { uuid } }',
+    'mutation { updateMemory(input: {uuid: "x", metadata: {a: 1}}) { uuid } deleteMemory(uuid: "x") { deleted } }',
+    'mutation { deleteSession(sessionId: "s1") { deleted } }',
+    'mutation { restoreSession(sessionId: "s1") { sessionId } }',
+    'mutation { upsertSession(input: {sessionId: "s3", userId: "ann", metadata: {a: 1}}) { sessionId } }',
+    'mutation { upsertUser(input: {userId: "bob"}) { userId } updateUser(input: {userId: "bob", email: "b@x.io"}) { userId } }',
+    'mutation { deleteUser(userId: "ann") { deleted } }',
+    'mutation { forgetUser(userId: "ann") { deleted } }',
+]
+
+
+async def test_every_query_shape_is_index_backed_on_mongodb(
+    recorded: tuple[GraphQLClient, ShapeRecorder, Any],
+) -> None:
+    gql, recorder, db = recorded
+    for document in WORKLOAD + fenced("graphql"):
+        await gql.raw(document)  # some are meant to fail (e.g. NOT_FOUND); their reads count too
+    doc, key = await api_keys.create_key(db, project_id="p", scope="read")
+    await gql.raw("{ __typename }", headers={"Authorization": f"Bearer {key}"})
+    await api_keys.revoke_key(db, key_id=doc["key_id"])
+    await purge(db, older_than_ms=0)
+
+    table, unserved = [], []
+    for shape in sorted(recorder.shapes, key=str):
+        if shape.collection not in {"users", "sessions", "memories", "api_keys"}:
+            continue
+        index = serving_index(shape)
+        (unserved if index is None else table).append((shape, index))
+    print("\nquery shape -> index (MongoDB)")
+    for shape, index in table:
+        print(f"  {shape}  ->  {index.keys if index else None}")
+    assert not unserved, "\n".join(str(shape) for shape, _ in unserved)
+    assert len(table) >= 20  # the workload really exercised the data layer
