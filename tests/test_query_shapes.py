@@ -110,9 +110,7 @@ class ShapeRecorder(monitoring.CommandListener):
             self.shapes.add(shape_of(collection, command.get("filter", {}), command.get("sort")))
         elif name == "aggregate":
             self.shapes.update(shapes_in_pipeline(collection, command["pipeline"]))
-        elif name == "count":
-            self.shapes.add(shape_of(collection, command.get("query", {})))
-        elif name == "findAndModify":
+        elif name == "count" or name == "findAndModify":
             self.shapes.add(shape_of(collection, command.get("query", {})))
         elif name in {"update", "delete"}:
             for statement in command.get("updates", command.get("deletes", [])):
