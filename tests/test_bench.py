@@ -1,0 +1,57 @@
+"""``memvault bench`` runs end to end and reports every figure the issue names (no thresholds:
+speed targets live in the benchmark's own output, never in a timed test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+FIELDS = {
+    "requests", "errors", "rps", "p50_ms", "p99_ms", "db_commands_per_request",
+    "cpu_ms_per_request", "floor_p50_ms", "ratio_p50",
+}  # fmt: skip
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
+def test_bench_reports_every_scenario_as_json() -> None:
+    command = [
+        sys.executable, "-m", "app", "bench", "--json", "--duration", "0.5", "--concurrency", "2",
+        "--users", "2", "--sessions-per-user", "2", "--memories-per-session", "3", "--growth", "30",
+    ]  # fmt: skip
+    uri = os.environ.get("MEMVAULT_MONGODB_URI")
+    if uri:
+        command += ["--mongodb-uri", uri]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert set(report) >= {"machine", "engine", "scenarios", "growth"}
+    assert set(report["scenarios"]) == {"write", "write_concurrent", "window", "nested", "listing"}
+    for name, figures in report["scenarios"].items():
+        assert set(figures) >= FIELDS, name
+        assert figures["requests"] > 0, name
+        assert figures["errors"] == 0, (name, figures.get("first_error"))
+        assert figures["floor_p50_ms"] > 0, name
+        assert figures["db_commands_per_request"] > 0, name
+    assert report["scenarios"]["nested"]["db_commands_per_request"] <= 4
+    assert report["growth"][0]["memories"] == 30
+
+
+def test_bench_table_for_people() -> None:
+    from app.bench import render_table
+
+    row = dict.fromkeys(FIELDS, 1.0) | {"requests": 3, "errors": 0}
+    report = {
+        "machine": {"cpus": 2, "python": "3.11"}, "engine": "nx-27017 0.8.1 (embedded)",
+        "dataset": {"users": 1}, "duration_s": 1.0, "concurrency": 4,
+        "scenarios": {"window": row}, "growth": [{"memories": 100, "p50_ms": 1.0, "p99_ms": 2.0,
+                                                   "floor_p50_ms": 0.5, "ratio_p50": 2.0}],
+    }  # fmt: skip
+    table = render_table(report)
+    assert "window" in table
+    assert "floor p50 ms" in table
+    assert "cpu ms/req" in table
+    assert "as one session grows" in table
