@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from app.db.merge import merge_patch
-from app.errors import Conflict, NotFound
+from app.errors import AlreadyExists, Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -239,6 +240,35 @@ async def count(coll: AsyncCollection[Doc], match: Mapping[str, Any]) -> int:
     """Matching documents, by the ``count`` command (``count_documents`` is slow on the engine)."""
     reply = await coll.database.command("count", coll.name, query=dict(match))
     return int(reply["n"])
+
+
+async def insert_fresh(
+    coll: AsyncCollection[Doc],
+    doc: Doc,
+    *,
+    key: Mapping[str, Any],
+    keep: frozenset[str] = frozenset(),
+    what: str,
+    field: str,
+) -> Doc:
+    """Insert ``doc``; if a soft-deleted document holds its ``key``, start that one over as
+    ``doc`` (keeping the ``keep`` fields); if a live one does, ALREADY_EXISTS."""
+    try:
+        await coll.insert_one(doc)
+        return doc
+    except DuplicateKeyError:
+        pass
+    existing = await coll.find_one(dict(key))
+    if existing is not None and existing["deleted_ms"]:
+        fresh = {k: v for k, v in doc.items() if k not in keep | {"_id", "version"}}
+        fresh["version"] = existing["version"] + 1
+        guard = {k: existing[k] for k in ("_id", "version", "deleted_ms")}
+        reborn = await coll.find_one_and_update(
+            guard, {"$set": fresh}, return_document=ReturnDocument.AFTER
+        )
+        if reborn is not None:
+            return reborn
+    raise AlreadyExists(f"{what} already exists", field=field)
 
 
 async def patch_document(

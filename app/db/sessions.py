@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from app.db.documents import (
     Doc,
@@ -14,6 +13,7 @@ from app.db.documents import (
     find_by_keys,
     find_window,
     find_windows,
+    insert_fresh,
     new_token,
     now_ms,
     order_key,
@@ -22,7 +22,7 @@ from app.db.documents import (
 )
 from app.db.merge import merge_patch
 from app.db.users import get_user
-from app.errors import AlreadyExists, Conflict, NotFound
+from app.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -172,29 +172,14 @@ async def create_session(
         metadata=metadata,
         now=now_ms(),
     )
-    try:
-        await _sessions(db).insert_one(doc)
-        return doc
-    except DuplicateKeyError:
-        pass
-    existing = await _sessions(db).find_one({"project_id": project_id, "session_id": session_id})
-    if existing is not None and existing["deleted_ms"]:
-        fresh = {
-            k: v for k, v in doc.items() if k not in {"_id", "version", "next_seq", "deletions"}
-        }
-        fresh["version"] = existing["version"] + 1
-        reborn = await _sessions(db).find_one_and_update(
-            {
-                "_id": existing["_id"],
-                "version": existing["version"],
-                "deleted_ms": existing["deleted_ms"],
-            },
-            {"$set": fresh},
-            return_document=ReturnDocument.AFTER,
-        )
-        if reborn is not None:
-            return reborn
-    raise AlreadyExists(f"session {session_id!r} already exists", field="sessionId")
+    return await insert_fresh(
+        _sessions(db),
+        doc,
+        key={"project_id": project_id, "session_id": session_id},
+        keep=frozenset({"next_seq", "deletions"}),  # seq keeps rising across incarnations
+        what=f"session {session_id!r}",
+        field="sessionId",
+    )
 
 
 async def ensure_session(

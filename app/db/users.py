@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
-
 from app.db.documents import (
     Doc,
     Window,
     count,
     find_by_keys,
     find_window,
+    insert_fresh,
     new_token,
     now_ms,
     order_key,
@@ -20,7 +18,7 @@ from app.db.documents import (
     view,
 )
 from app.db.merge import merge_patch
-from app.errors import AlreadyExists, NotFound
+from app.errors import NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -119,27 +117,13 @@ async def create_user(
     doc = _fresh_user(
         project_id=project_id, user_id=user_id, fields=fields, metadata=metadata, now=now
     )
-    try:
-        await _users(db).insert_one(doc)
-        return doc
-    except DuplicateKeyError:
-        pass
-    existing = await _users(db).find_one({"project_id": project_id, "user_id": user_id})
-    if existing is not None and existing["deleted_ms"]:
-        fresh = {key: value for key, value in doc.items() if key not in {"_id", "version"}}
-        fresh["version"] = existing["version"] + 1
-        reborn = await _users(db).find_one_and_update(
-            {
-                "_id": existing["_id"],
-                "version": existing["version"],
-                "deleted_ms": existing["deleted_ms"],
-            },
-            {"$set": fresh},
-            return_document=ReturnDocument.AFTER,
-        )
-        if reborn is not None:
-            return reborn
-    raise AlreadyExists(f"user {user_id!r} already exists", field="userId")
+    return await insert_fresh(
+        _users(db),
+        doc,
+        key={"project_id": project_id, "user_id": user_id},
+        what=f"user {user_id!r}",
+        field="userId",
+    )
 
 
 async def upsert_user(

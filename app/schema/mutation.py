@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import strawberry
 
@@ -33,7 +34,10 @@ from app.validation import (
 )
 
 if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
     from app.config import Settings
+    from app.db.documents import Doc
     from app.schema.context import Context
 
 UNSET = strawberry.UNSET
@@ -85,6 +89,33 @@ def _done(ctx: Context) -> None:
     ctx.loaders.forget()
 
 
+class UserWrite(Protocol):
+    async def __call__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        project_id: str,
+        user_id: str,
+        fields: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None,
+    ) -> Doc: ...
+
+
+async def _write_user(
+    ctx: Context, data: CreateUserInput | UpsertUserInput | UpdateUserInput, write: UserWrite
+) -> User:
+    """create/upsert/update: the same checked input, a different repository rule."""
+    doc = await write(
+        ctx.db,
+        project_id=ctx.project_id,
+        user_id=check_id(data.user_id, field="userId", settings=ctx.settings),
+        fields=_user_fields(data, ctx.settings),
+        metadata=_metadata(data.metadata, ctx.settings),
+    )
+    _done(ctx)
+    return User.from_doc(doc)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -92,48 +123,21 @@ class Mutation:
         description="Create a user; ALREADY_EXISTS when a live user has the id.",
     )
     async def create_user(self, info: Info, input: CreateUserInput) -> User:
-        ctx = info.context
-        doc = await user_repo.create_user(
-            ctx.db,
-            project_id=ctx.project_id,
-            user_id=check_id(input.user_id, field="userId", settings=ctx.settings),
-            fields=_user_fields(input, ctx.settings),
-            metadata=_metadata(input.metadata, ctx.settings),
-        )
-        _done(ctx)
-        return User.from_doc(doc)
+        return await _write_user(info.context, input, user_repo.create_user)
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
         description="Create a user, or set the given fields and merge metadata.",
     )
     async def upsert_user(self, info: Info, input: UpsertUserInput) -> User:
-        ctx = info.context
-        doc = await user_repo.upsert_user(
-            ctx.db,
-            project_id=ctx.project_id,
-            user_id=check_id(input.user_id, field="userId", settings=ctx.settings),
-            fields=_user_fields(input, ctx.settings),
-            metadata=_metadata(input.metadata, ctx.settings),
-        )
-        _done(ctx)
-        return User.from_doc(doc)
+        return await _write_user(info.context, input, user_repo.upsert_user)
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
         description="Set the given fields (null clears) and merge metadata.",
     )
     async def update_user(self, info: Info, input: UpdateUserInput) -> User:
-        ctx = info.context
-        doc = await user_repo.update_user(
-            ctx.db,
-            project_id=ctx.project_id,
-            user_id=check_id(input.user_id, field="userId", settings=ctx.settings),
-            fields=_user_fields(input, ctx.settings),
-            metadata=_metadata(input.metadata, ctx.settings),
-        )
-        _done(ctx)
-        return User.from_doc(doc)
+        return await _write_user(info.context, input, user_repo.update_user)
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
@@ -141,11 +145,8 @@ class Mutation:
     )
     async def delete_user(self, info: Info, user_id: str) -> DeletePayload:
         ctx = info.context
-        await user_repo.delete_user(
-            ctx.db,
-            project_id=ctx.project_id,
-            user_id=check_id(user_id, field="userId", settings=ctx.settings),
-        )
+        user_id = check_id(user_id, field="userId", settings=ctx.settings)
+        await user_repo.delete_user(ctx.db, project_id=ctx.project_id, user_id=user_id)
         _done(ctx)
         return DeletePayload(deleted=True)
 
@@ -155,11 +156,8 @@ class Mutation:
     )
     async def forget_user(self, info: Info, user_id: str) -> DeletePayload:
         ctx = info.context
-        await user_repo.forget_user(
-            ctx.db,
-            project_id=ctx.project_id,
-            user_id=check_id(user_id, field="userId", settings=ctx.settings),
-        )
+        user_id = check_id(user_id, field="userId", settings=ctx.settings)
+        await user_repo.forget_user(ctx.db, project_id=ctx.project_id, user_id=user_id)
         _done(ctx)
         return DeletePayload(deleted=True)
 
