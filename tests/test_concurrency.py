@@ -1,0 +1,598 @@
+"""Concurrency: racing writers never lose, duplicate or reorder a memory (issue 6).
+
+Every test checks the stored documents directly (``check_session``), not only what the API
+answers: each uuid stored once, ``seq`` unique per session and increasing in each call's input
+order, ``memory_count`` equal to the live memories (0 for a deleted session).
+
+The in-process tests run many requests on one event loop through the ``gql`` fixture (one API
+process); ``test_two_server_processes_*`` runs the same race over TCP against two ``memvault serve``
+processes sharing one database, the way a scaled-out deployment runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.db.engine import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.conftest import GraphQLClient
+
+Db = AsyncDatabase[dict[str, Any]]
+PROJECT = "default"
+
+ADD = """mutation($input: AddMemoriesInput!) {
+  addMemories(input: $input) {
+    session { sessionId memoryCount }
+    memories { uuid seq content }
+  }
+}"""
+READ_SESSION = """query($id: String!) {
+  session(sessionId: $id) { memoryCount memories(first: 100) { totalCount nodes { uuid seq } } }
+}"""
+DELETE_SESSION = "mutation($id: String!) { deleteSession(sessionId: $id) { deleted } }"
+RESTORE_SESSION = "mutation($id: String!) { restoreSession(sessionId: $id) { memoryCount } }"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking what is stored
+
+
+async def check_session(
+    db: Db, session_id: str, calls: list[list[str]], *, project: str = PROJECT
+) -> dict[str, dict[str, Any]]:
+    """Assert the storage invariants of one session; return its memories by uuid.
+
+    ``calls`` are the uuid lists of the calls that were acknowledged: each of their uuids must be
+    stored (once), and the stored ``seq`` must increase in each call's order.
+    """
+    docs = await db["memories"].find({"project_id": project, "session_id": session_id}).to_list()
+    counts = Counter(doc["uuid"] for doc in docs)
+    assert not [u for u, n in counts.items() if n > 1], f"duplicated memories: {counts}"
+    seqs = [doc["seq"] for doc in docs]
+    assert len(seqs) == len(set(seqs)), f"seq not unique in {session_id}: {sorted(seqs)}"
+    by_uuid = {doc["uuid"]: doc for doc in docs}
+    for call in calls:
+        missing = [u for u in call if u not in by_uuid]
+        assert not missing, f"acknowledged memories lost: {missing}"
+        call_seqs = [by_uuid[u]["seq"] for u in call]
+        assert all(a < b for a, b in itertools.pairwise(call_seqs)), (call, call_seqs)
+    sessions = (
+        await db["sessions"].find({"project_id": project, "session_id": session_id}).to_list()
+    )
+    assert len(sessions) == 1, sessions
+    session = sessions[0]
+    live = sum(1 for doc in docs if not doc["deleted_ms"])
+    if session["deleted_ms"]:
+        assert live == 0, f"{live} live memories in deleted session {session_id}"
+        assert session["memory_count"] == 0, session
+    else:
+        assert session["memory_count"] == live, (session["memory_count"], live)
+    assert all(seq <= session["next_seq"] for seq in seqs), (seqs, session["next_seq"])
+    return by_uuid
+
+
+def memory_inputs(uuids: list[str | None], tag: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for i, uuid in enumerate(uuids):
+        item: dict[str, Any] = {"roleType": "USER", "content": f"{tag} #{i}"}
+        if uuid is not None:
+            item["uuid"] = uuid
+        items.append(item)
+    return items
+
+
+@dataclass
+class Plan:
+    """The 50 racing calls of one session: originals, identical retries, extended retries and
+    calls without uuids (the server makes them), in a shuffled but seeded order."""
+
+    session_id: str
+    calls: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+def fifty_calls(session_id: str, seed: int) -> Plan:
+    rng = random.Random(seed)
+    originals: list[list[dict[str, Any]]] = []
+    for call in range(25):
+        uuids: list[str | None] = [f"{session_id}-c{call}-{i}" for i in range(rng.randint(1, 6))]
+        originals.append(memory_inputs(uuids, f"{session_id}/c{call}"))
+    calls = list(originals)
+    calls += [list(rng.choice(originals)) for _ in range(15)]  # identical retries
+    for extra in range(5):  # a retry that also carries the next messages
+        base = rng.choice(originals)
+        more = memory_inputs([f"{session_id}-x{extra}-{i}" for i in range(2)], f"x{extra}")
+        calls.append(base + more)
+    calls += [memory_inputs([None] * rng.randint(1, 4), f"anon{n}") for n in range(5)]
+    rng.shuffle(calls)
+    assert len(calls) == 50
+    return Plan(session_id, calls)
+
+
+def check_payloads(plan: Plan, payloads: list[dict[str, Any]]) -> list[list[str]]:
+    """Each call's answer lists its memories in input order with increasing seq; a uuid answered
+    by two calls has one seq. Returns the uuid lists (server-made ones included)."""
+    seen: dict[str, tuple[int, str]] = {}
+    uuid_lists = []
+    for call, payload in zip(plan.calls, payloads, strict=True):
+        memories = payload["memories"]
+        assert [m["content"] for m in memories] == [item["content"] for item in call]
+        given = [item.get("uuid") for item in call]
+        assert all(g is None or g == m["uuid"] for g, m in zip(given, memories, strict=True))
+        seqs = [m["seq"] for m in memories]
+        assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
+        for memory in memories:
+            key = (memory["seq"], memory["content"])
+            assert seen.setdefault(memory["uuid"], key) == key, memory
+        uuid_lists.append([m["uuid"] for m in memories])
+    return uuid_lists
+
+
+async def check_plan_stored(db: Db, gql: GraphQLClient, plan: Plan, uuids: list[list[str]]) -> None:
+    distinct = {u for call in uuids for u in call}
+    stored = await check_session(db, plan.session_id, uuids)
+    assert set(stored) == distinct
+    assert all(not doc["deleted_ms"] for doc in stored.values())
+    session = (await gql.ok(READ_SESSION, {"id": plan.session_id}))["session"]
+    assert session["memoryCount"] == len(distinct)
+    assert session["memories"]["totalCount"] == len(distinct)
+    in_seq_order = sorted(stored.values(), key=lambda doc: doc["seq"])
+    assert [n["uuid"] for n in session["memories"]["nodes"]] == [d["uuid"] for d in in_seq_order][
+        :100
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# In process: one API process, many requests on its event loop
+
+
+@pytest.mark.parametrize("session_exists", [False, True], ids=["new-session", "existing-session"])
+async def test_fifty_concurrent_add_memories_with_retries_store_each_once_in_order(
+    gql: GraphQLClient, db: Db, session_exists: bool
+) -> None:
+    plan = fifty_calls("s-race", seed=6 + session_exists)
+    if session_exists:
+        await gql.ok(
+            ADD,
+            {"input": {"sessionId": plan.session_id, "memories": memory_inputs(["pre"], "pre")}},
+        )
+
+    results = await asyncio.gather(
+        *(
+            gql.ok(ADD, {"input": {"sessionId": plan.session_id, "memories": call}})
+            for call in plan.calls
+        )
+    )
+
+    uuids = check_payloads(plan, [r["addMemories"] for r in results])
+    if session_exists:
+        uuids.append(["pre"])
+    await check_plan_stored(db, gql, plan, uuids)
+
+
+@pytest.mark.parametrize("kind", ["session", "user", "memory"])
+async def test_fifty_concurrent_metadata_merges_keep_every_key(
+    gql: GraphQLClient, db: Db, kind: str
+) -> None:
+    await gql.ok(
+        'mutation { createUser(input: {userId: "u1", metadata: {base: 0}}) { userId }'
+        ' addMemories(input: {sessionId: "s1", memories: [{uuid: "m1", roleType: USER, content: "x",'
+        " metadata: {base: 0}}]}) { session { sessionId } } }"
+    )
+    await gql.ok(
+        'mutation { updateSession(input: {sessionId: "s1", metadata: {base: 0}}) { sessionId } }'
+    )
+    mutation, id_field, collection, key_field = {
+        "session": ("updateSession", "sessionId", "sessions", "session_id"),
+        "user": ("updateUser", "userId", "users", "user_id"),
+        "memory": ("updateMemory", "uuid", "memories", "uuid"),
+    }[kind]
+    ident = {"session": "s1", "user": "u1", "memory": "m1"}[kind]
+    input_type = mutation[0].upper() + mutation[1:] + "Input"
+    document = f"mutation($input: {input_type}!) {{ {mutation}(input: $input) {{ metadata }} }}"
+
+    def patch(i: int) -> dict[str, Any]:
+        # top-level keys, keys inside one shared object, and a removal of the base key
+        if i % 3 == 0:
+            return {f"k{i}": i}
+        if i % 3 == 1:
+            return {"nested": {f"k{i}": [i, {"deep": True}]}}
+        return {f"k{i}": {"v": f"{i}"}, "base": None}
+
+    await asyncio.gather(
+        *(gql.ok(document, {"input": {id_field: ident, "metadata": patch(i)}}) for i in range(50))
+    )
+
+    expected: dict[str, Any] = {"base": 0}
+    for i in range(50):
+        expected = rfc7396(expected, patch(i))
+    doc = await db[collection].find_one({"project_id": PROJECT, key_field: ident})
+    assert doc is not None
+    assert doc["metadata"] == expected
+    assert len(expected["nested"]) == len([i for i in range(50) if i % 3 == 1])
+
+
+def rfc7396(target: Any, patch: Any) -> Any:
+    """JSON Merge Patch as RFC 7396 section 2 writes it (the test's own, not app.db.merge)."""
+    if isinstance(patch, dict):
+        result = dict(target) if isinstance(target, dict) else {}
+        for name, value in patch.items():
+            if value is None:
+                result.pop(name, None)
+            else:
+                result[name] = rfc7396(result.get(name), value)
+        return result
+    return patch
+
+
+@pytest.mark.parametrize("state", ["new", "soft-deleted"])
+async def test_concurrent_create_user_of_one_id_one_wins(
+    gql: GraphQLClient, db: Db, state: str
+) -> None:
+    if state == "soft-deleted":
+        await gql.ok('mutation { createUser(input: {userId: "u1", firstName: "old"}) { userId } }')
+        await gql.ok('mutation { deleteUser(userId: "u1") { deleted } }')
+    document = (
+        'mutation($n: String!) { createUser(input: {userId: "u1", firstName: $n}) { firstName } }'
+    )
+
+    bodies = await asyncio.gather(*(gql.raw(document, {"n": f"n{i}"}) for i in range(50)))
+
+    winners = [b["data"]["createUser"]["firstName"] for b in bodies if not b.get("errors")]
+    codes = Counter(b["errors"][0]["extensions"]["code"] for b in bodies if b.get("errors"))
+    assert len(winners) == 1, (winners, codes)
+    assert codes == Counter({"ALREADY_EXISTS": 49})
+    docs = await db["users"].find({"project_id": PROJECT, "user_id": "u1"}).to_list()
+    assert len(docs) == 1
+    assert docs[0]["first_name"] == winners[0]
+    assert docs[0]["deleted_ms"] == 0
+
+
+async def test_concurrent_create_session_of_one_id_one_wins(gql: GraphQLClient, db: Db) -> None:
+    document = (
+        'mutation($m: JSON) { createSession(input: {sessionId: "s1", metadata: $m}) { metadata } }'
+    )
+
+    bodies = await asyncio.gather(*(gql.raw(document, {"m": {"n": i}}) for i in range(50)))
+
+    winners = [b["data"]["createSession"]["metadata"] for b in bodies if not b.get("errors")]
+    codes = Counter(b["errors"][0]["extensions"]["code"] for b in bodies if b.get("errors"))
+    assert len(winners) == 1, (winners, codes)
+    assert codes == Counter({"ALREADY_EXISTS": 49})
+    docs = await db["sessions"].find({"project_id": PROJECT, "session_id": "s1"}).to_list()
+    assert [d["metadata"] for d in docs] == winners
+
+
+async def after(delay: float, coro: Any) -> Any:
+    await asyncio.sleep(delay)
+    return await coro
+
+
+@pytest.mark.parametrize("adders", [1, 3])
+async def test_concurrent_delete_session_and_add_memories_is_one_order_or_the_other(
+    gql: GraphQLClient, db: Db, adders: int
+) -> None:
+    """deleteSession racing addMemories: each call's memories are either all deleted by that
+    deletion (add, then delete: restoreSession brings them back) or all live in the session the
+    add revived (delete, then add). Never a live memory in a deleted session, never a count off."""
+    rng = random.Random(60 + adders)
+    orders: Counter[str] = Counter()
+    for round_ in range(30):
+        sid = f"s{round_}"
+        pre = [f"{sid}-pre{i}" for i in range(3)]
+        await gql.ok(
+            ADD, {"input": {"sessionId": sid, "memories": memory_inputs(list(pre), "pre")}}
+        )
+        calls: list[list[str]] = [[f"{sid}-a{a}-{i}" for i in range(3)] for a in range(adders)]
+        adds = [
+            after(
+                rng.uniform(0, 0.005),
+                gql.ok(ADD, {"input": {"sessionId": sid, "memories": memory_inputs(list(c), "a")}}),
+            )
+            for c in calls
+        ]
+        # the deletion lands anywhere from before the adds start to after they end
+        delete = after(rng.uniform(0, 0.05), gql.ok(DELETE_SESSION, {"id": sid}))
+
+        await asyncio.gather(delete, *adds)
+
+        stored = await check_session(db, sid, [pre, *calls])
+        tokens = {stored[u]["deletion_id"] for u in pre}
+        assert all(stored[u]["deleted_ms"] for u in pre)  # the deletion took them, in any order
+        assert len(tokens) == 1, tokens
+        token = tokens.pop()
+        session = await db["sessions"].find_one({"project_id": PROJECT, "session_id": sid})
+        assert session is not None
+        for call in calls:
+            states = {(bool(stored[u]["deleted_ms"]), stored[u]["deletion_id"]) for u in call}
+            assert len(states) == 1, f"call {call} split across orders: {states}"
+            deleted, deletion_id = states.pop()
+            if deleted:  # add, then delete
+                assert deletion_id == token
+                orders["add-then-delete"] += 1
+            else:  # delete, then add: the add revived the session
+                assert not session["deleted_ms"]
+                orders["delete-then-add"] += 1
+        if session["deleted_ms"]:
+            assert session["deletion_id"] == token
+            restored = await gql.ok(RESTORE_SESSION, {"id": sid})
+            assert restored["restoreSession"]["memoryCount"] == 3 + 3 * adders
+            await check_session(db, sid, [pre, *calls])
+    print(f"orders seen: {dict(orders)}")
+
+
+class Hold:
+    """Fault injection in process: the first database call of ``method`` that ``matches`` is held
+    back until ``release`` is set, as a slow network, a GC pause or a stalled process would hold
+    it; ``reached`` is set when it gets there and ``done`` once it has run. This forces, in a
+    fixed order, the interleavings that random timing reaches only rarely."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, method: str, matches: Any) -> None:
+        original = getattr(AsyncCollection, method)
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        self.done = asyncio.Event()
+
+        async def held(coll: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
+            if self.reached.is_set() or not matches(coll.name, *args):
+                return await original(coll, *args, **kwargs)
+            self.reached.set()
+            await asyncio.wait_for(self.release.wait(), 30)
+            try:
+                return await original(coll, *args, **kwargs)
+            finally:
+                self.done.set()
+
+        monkeypatch.setattr(AsyncCollection, method, held)
+
+
+async def once(event: asyncio.Event, coro: Any) -> Any:
+    """Run ``coro`` once ``event`` is set."""
+    await asyncio.wait_for(event.wait(), 30)
+    return await coro
+
+
+async def then_set(event: asyncio.Event, coro: Any) -> Any:
+    """Run ``coro``, then set ``event`` (also when it fails)."""
+    try:
+        return await coro
+    finally:
+        event.set()
+
+
+def deletion_cascade_of(session_id: str) -> Any:
+    """The update that soft-deletes a session's memories with the deletion's token."""
+
+    def matches(name: str, query: dict[str, Any], update: dict[str, Any], *rest: Any) -> bool:
+        token = update.get("$set", {}).get("deletion_id")
+        return name == "memories" and query.get("session_id") == session_id and bool(token)
+
+    return matches
+
+
+def memory_count_increment(
+    name: str, query: dict[str, Any], update: dict[str, Any], *rest: Any
+) -> bool:
+    """The update that adds an addMemories call's memories to the session's count."""
+    return name == "sessions" and update.get("$inc", {}).get("memory_count", 0) > 0
+
+
+async def seed_session(gql: GraphQLClient, sid: str) -> list[str]:
+    pre = [f"{sid}-pre{i}" for i in range(3)]
+    await gql.ok(ADD, {"input": {"sessionId": sid, "memories": memory_inputs(list(pre), "pre")}})
+    return pre
+
+
+async def test_lagging_deletion_cascade_spares_the_revived_sessions_memories(
+    gql: GraphQLClient, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deleteSession marks the session, then its memories: an addMemories that revives the session
+    in between keeps its memories live (they come after the deletion), and the count stays right."""
+    pre = await seed_session(gql, "s1")
+    cascade = Hold(monkeypatch, "update_many", deletion_cascade_of("s1"))
+    later = ["b0", "b1", "b2"]
+    add_later = {"input": {"sessionId": "s1", "memories": memory_inputs(list(later), "b")}}
+
+    await asyncio.gather(
+        gql.ok(DELETE_SESSION, {"id": "s1"}),  # marks the session, then waits at its cascade
+        once(cascade.reached, then_set(cascade.release, gql.ok(ADD, add_later))),
+    )
+
+    assert cascade.done.is_set()
+    stored = await check_session(db, "s1", [pre, later])
+    assert all(stored[u]["deleted_ms"] for u in pre)
+    assert not any(stored[u]["deleted_ms"] for u in later)
+    session = (await gql.ok(READ_SESSION, {"id": "s1"}))["session"]
+    assert session["memoryCount"] == 3
+    assert [n["uuid"] for n in session["memories"]["nodes"]] == later
+
+
+async def test_add_straddling_a_deletion_and_a_revival_is_not_counted(
+    gql: GraphQLClient, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stores its memories; the session is deleted (its cascade held back) and revived by B;
+    only then does A count its memories. A's memories went with the deletion (A, then delete,
+    then B): they must be deleted and not counted into the revived session."""
+    pre = await seed_session(gql, "s1")
+    count_a = Hold(monkeypatch, "find_one_and_update", memory_count_increment)
+    cascade = Hold(monkeypatch, "update_many", deletion_cascade_of("s1"))
+    first, later = ["a0", "a1", "a2"], ["b0", "b1", "b2"]
+    add_first = {"input": {"sessionId": "s1", "memories": memory_inputs(list(first), "a")}}
+    add_later = {"input": {"sessionId": "s1", "memories": memory_inputs(list(later), "b")}}
+
+    async def cascade_then_count() -> None:
+        await asyncio.wait_for(cascade.done.wait(), 30)
+        count_a.release.set()
+
+    await asyncio.gather(
+        gql.ok(ADD, add_first),  # stores, then waits at its count
+        once(count_a.reached, gql.ok(DELETE_SESSION, {"id": "s1"})),  # waits at its cascade
+        once(cascade.reached, then_set(cascade.release, gql.ok(ADD, add_later))),
+        cascade_then_count(),
+    )
+
+    stored = await check_session(db, "s1", [pre, first, later])
+    assert all(stored[u]["deleted_ms"] for u in pre + first)
+    assert not any(stored[u]["deleted_ms"] for u in later)
+    session = (await gql.ok(READ_SESSION, {"id": "s1"}))["session"]
+    assert session["memoryCount"] == 3
+    assert [n["uuid"] for n in session["memories"]["nodes"]] == later
+
+
+# ---------------------------------------------------------------------------------------------
+# Over TCP: real server processes
+
+
+def served_env(**overrides: str) -> dict[str, str]:
+    """The environment of a served process: no stray ``MEMVAULT_*``, quiet logs, no purge."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
+    env.update(MEMVAULT_LOG_LEVEL="WARNING", MEMVAULT_PURGE_INTERVAL="0")
+    env.update(overrides)
+    return env
+
+
+class ServedApp:
+    """One ``python -m app serve`` process on a free loopback port; its stderr goes to a file."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], name: str = "serve") -> None:
+        self.workdir = workdir
+        self.env = env
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self) -> ServedApp:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    async def wait_ready(self, within: float = 30.0) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log}")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        pytest.fail(f"server not ready within {within}s:\n{self.log}")
+
+    def stop(self, stop_signal: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the process and wait for it (kill it if it does not stop); its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(stop_signal)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            pytest.fail(f"server did not stop within {timeout}s:\n{self.log}")
+
+
+@contextlib.asynccontextmanager
+async def serving(*apps: ServedApp) -> AsyncIterator[tuple[ServedApp, ...]]:
+    """Start the servers, wait until each is ready, and always stop them afterwards."""
+    try:
+        for app in apps:
+            app.start()
+        for app in apps:
+            await app.wait_ready()
+        yield apps
+    finally:
+        for app in apps:
+            if app.proc is not None and app.proc.poll() is None:
+                app.proc.send_signal(signal.SIGTERM)
+        for app in apps:
+            if app.proc is not None:
+                try:
+                    app.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    app.proc.kill()
+                    app.proc.wait(timeout=10)
+
+
+async def post_ok(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert not body.get("errors"), body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+@pytest.mark.slow
+async def test_two_server_processes_fifty_concurrent_add_memories_over_tcp(
+    gql: GraphQLClient, db: Db, mongo_uri: str, tmp_path: Path
+) -> None:
+    """Two API processes on one database, eight client connections each, 50 racing calls with
+    retries: the database-level guarantees hold across processes, not just inside one."""
+    env = served_env(
+        MEMVAULT_MONGODB_URI=mongo_uri,
+        MEMVAULT_DATABASE=db.name,
+        MEMVAULT_DATA_DIR=str(tmp_path / "data"),
+    )
+    apps = (ServedApp(tmp_path, env, "a"), ServedApp(tmp_path, env, "b"))
+    plans = [fifty_calls(f"tcp{n}", seed=600 + n) for n in range(2)]
+    async with serving(*apps):
+        clients = [
+            httpx.AsyncClient(
+                base_url=apps[i % 2].base, timeout=60, limits=httpx.Limits(max_connections=4)
+            )
+            for i in range(8)
+        ]
+        try:
+            jobs = [
+                post_ok(
+                    clients[(n * 50 + i) % len(clients)],
+                    ADD,
+                    {"input": {"sessionId": plan.session_id, "memories": call}},
+                )
+                for n, plan in enumerate(plans)
+                for i, call in enumerate(plan.calls)
+            ]
+            results = await asyncio.gather(*jobs)
+        finally:
+            for client in clients:
+                await client.aclose()
+        for app in apps:
+            assert "Traceback" not in app.log, app.log
+    for n, plan in enumerate(plans):
+        payloads = [r["addMemories"] for r in results[n * 50 : (n + 1) * 50]]
+        await check_plan_stored(db, gql, plan, check_payloads(plan, payloads))
