@@ -75,10 +75,10 @@ async def seed(gql: GraphQLClient, *, users: int, sessions: int, memories: int, 
 
 
 async def commands_for(
-    gql: GraphQLClient, counter: CommandCounter, query: str
+    gql: GraphQLClient, counter: CommandCounter, query: str, variables: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
     counter.commands.clear()
-    data = await gql.ok(query)
+    data = await gql.ok(query, variables)
     return len(counter.commands), data
 
 
@@ -141,3 +141,49 @@ async def test_lookup_of_missing_user_is_one_command(
     count, data = await commands_for(gql, counter, depth_query)
     assert data == {"user": None}
     assert count == 1
+
+
+WINDOW = """query($id: String!, $n: Int) { session(sessionId: $id) { sessionId memoryCount
+    memories(last: $n) { totalCount pageInfo { hasPreviousPage } nodes { seq content session { sessionId } } } } }"""
+
+
+async def test_recent_window_is_one_command(counted: tuple[GraphQLClient, CommandCounter]) -> None:
+    gql, counter = counted
+    await seed(gql, users=1, sessions=2, memories=30, tag="w")
+    count, data = await commands_for(gql, counter, WINDOW, {"id": "w-u0-s0", "n": 5})
+    session = data["session"]
+    assert count == 1
+    assert session["memoryCount"] == 30
+    assert [m["seq"] for m in session["memories"]["nodes"]] == [26, 27, 28, 29, 30]
+    assert [m["content"] for m in session["memories"]["nodes"]][-1] == "w-u0-s0-m29"
+    assert {m["session"]["sessionId"] for m in session["memories"]["nodes"]} == {"w-u0-s0"}
+    assert session["memories"]["totalCount"] == 30
+    assert session["memories"]["pageInfo"]["hasPreviousPage"] is True
+    literal = '{ session(sessionId: "w-u0-s0") { memories(last: 2) { nodes { seq } } } }'
+    count, data = await commands_for(gql, counter, literal)
+    assert count == 1
+    assert data == {"session": {"memories": {"nodes": [{"seq": 29}, {"seq": 30}]}}}
+
+
+async def test_recent_window_prefetch_matches_the_plain_path(
+    counted: tuple[GraphQLClient, CommandCounter],
+) -> None:
+    gql, _ = counted
+    await seed(gql, users=1, sessions=1, memories=12, tag="p")
+    for n in (0, 1, 5, 12, 40):
+        fast = await gql.ok(WINDOW, {"id": "p-u0-s0", "n": n})
+        # a fragment turns the prefetch off: the same answer through the DataLoaders
+        plain = await gql.ok(
+            WINDOW.replace(
+                "session(sessionId: $id) {",
+                "session(sessionId: $id) { ...on Session { __typename }",
+            ),
+            {"id": "p-u0-s0", "n": n},
+        )
+        plain["session"].pop("__typename")
+        assert fast == plain, n
+    error = await gql.error(WINDOW, {"id": "p-u0-s0", "n": 1000})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert await gql.ok(WINDOW, {"id": "missing", "n": 3}) == {"session": None}
+    await gql.ok('mutation { deleteSession(sessionId: "p-u0-s0") { deleted } }')
+    assert await gql.ok(WINDOW, {"id": "p-u0-s0", "n": 3}) == {"session": None}

@@ -5,14 +5,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
+from app.db import memories as memory_repo
 from app.db import sessions as session_repo
 from app.db import users as user_repo
 from app.db.documents import Doc, Window
-from app.schema.connection import Connection, PageArgs, PageSource, plan_page
+from app.errors import BadUserInput
+from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
 from app.schema.context import Info
 from app.schema.inputs import SessionFilter, UserFilter
-from app.schema.types import Memory, Node, Session, User, datetime_to_ms, from_global_id
+from app.schema.types import (
+    Memory,
+    Node,
+    Session,
+    User,
+    datetime_to_ms,
+    from_global_id,
+    memories_plan,
+)
 from app.validation import check_filter_metadata, check_id
 
 if TYPE_CHECKING:
@@ -63,6 +74,42 @@ def top_level_connection(
         plan, kind=kind, key_field="order_key", fetch=fetch, to_node=node_type.from_doc, count=count
     )
     return Connection(source=source)
+
+
+def recent_window_plan(info: Info) -> Plan | None:
+    """When the only connection under this field is one plain ``memories(...)`` selection, its
+    plan, so the session and that window can be read in one command. None otherwise (fragments,
+    aliases of it twice, bad arguments: the ordinary path handles and reports those)."""
+    fields = info.selected_fields
+    if len(fields) != 1:
+        return None
+    memories = []
+    for selection in fields[0].selections:
+        if not isinstance(selection, SelectedField):
+            return None
+        if selection.name == "memories":
+            memories.append(selection)
+    if len(memories) != 1:
+        return None
+    arguments = memories[0].arguments
+    try:
+        # literal arguments arrive as GraphQL source text ("3"), variables as values
+        sizes = [_optional_int(arguments.get(name)) for name in ("first", "last")]
+        cursors = [arguments.get(name) for name in ("after", "before")]
+        if not all(c is None or isinstance(c, str) for c in cursors):
+            return None
+        args = PageArgs(first=sizes[0], after=cursors[0], last=sizes[1], before=cursors[1])
+        return memories_plan(info.context.settings, args)
+    except (BadUserInput, ValueError, TypeError):
+        return None
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        return int(value)
+    raise TypeError(value)
 
 
 @strawberry.type
@@ -117,8 +164,18 @@ class Query:
 
     @strawberry.field(description="A live session by id.")
     async def session(self, info: Info, session_id: str) -> Session | None:
-        check_id(session_id, field="sessionId", settings=info.context.settings)
-        doc = await info.context.loaders.session.load(session_id)
+        ctx = info.context
+        check_id(session_id, field="sessionId", settings=ctx.settings)
+        plan = recent_window_plan(info)
+        if plan is not None:  # the hot path of a chat turn: session and its window, one command
+            doc, rows = await memory_repo.session_with_memories(
+                ctx.db, project_id=ctx.project_id, session_id=session_id, window=plan.window
+            )
+            ctx.loaders.session.prime(session_id, doc)
+            if doc is not None:
+                ctx.loaders.memories_of_session.prime((session_id, plan.window), rows)
+        else:
+            doc = await ctx.loaders.session.load(session_id)
         return Session.from_doc(doc) if doc else None
 
     @strawberry.field(description="Live sessions, oldest first.")

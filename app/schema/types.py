@@ -11,9 +11,10 @@ from typing import Any, NewType
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
+from app.config import Settings
 from app.db.documents import Doc, Window
 from app.errors import BadUserInput, NotFound
-from app.schema.connection import Connection, PageArgs, PageSource, plan_page
+from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
 from app.schema.context import Info
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,6 +96,16 @@ def from_global_id(global_id: str) -> tuple[str, str]:
     if type_name not in NODE_TYPES or not key:
         raise BadUserInput("id: not a valid node id", field="id")
     return type_name, key
+
+
+def memories_plan(settings: Settings, args: PageArgs) -> Plan:
+    """The keyset windows of ``Session.memories`` for these arguments (also used to prefetch)."""
+    return plan_page(
+        args.check(max_size=settings.max_page_size),
+        kind="memories",
+        base=Window(),
+        default_size=settings.default_page_size,
+    )
 
 
 @strawberry.interface(description="An object with a global id.")
@@ -217,10 +228,7 @@ class Session(Node):
         before: str | None = None,
     ) -> Connection[Memory]:
         ctx = info.context
-        args = PageArgs(first, after, last, before).check(max_size=ctx.settings.max_page_size)
-        plan = plan_page(
-            args, kind="memories", base=Window(), default_size=ctx.settings.default_page_size
-        )
+        plan = memories_plan(ctx.settings, PageArgs(first, after, last, before))
         loaders, session_id, total = ctx.loaders, self.session_id, self.memory_count
 
         async def fetch(window: Window) -> list[Doc]:
