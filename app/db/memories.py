@@ -75,15 +75,6 @@ def _memories(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
     return db["memories"]
 
 
-async def get_memory(db: AsyncDatabase[Doc], *, project_id: str, uuid: str) -> Doc | None:
-    """The live memory, or None."""
-    return await _memories(db).find_one({"project_id": project_id, "uuid": uuid, "deleted_ms": 0})
-
-
-def memory_filter(*, project_id: str, session_id: str) -> Doc:
-    return {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}
-
-
 def seq_key(project_id: str, session_id: str, seq: int) -> str:
     """One string that orders memories by project, session, then ``seq``.
 

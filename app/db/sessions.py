@@ -74,13 +74,6 @@ async def require_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str 
         raise NotFound(f"user {user_id!r} not found", field="userId")
 
 
-async def get_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> Doc | None:
-    """The live session, or None."""
-    return await _sessions(db).find_one(
-        {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}
-    )
-
-
 async def get_sessions(
     db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str]
 ) -> dict[str, Doc]:
