@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.config import Settings
 from app.schema.errors import error_code, is_expected
+from app.schema.executor import Executor, optimise
 from app.schema.mutation import Mutation
 from app.schema.query import Query
 from app.schema.types import SCALARS, Memory, Session, User
@@ -61,7 +62,7 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
         query_depth_limiter.create_validator(limits.max_query_depth, None),
         max_aliases.create_validator(limits.max_aliases),
     ]
-    return MemvaultSchema(
+    built = MemvaultSchema(
         query=Query,
         mutation=Mutation,
         types=[User, Session, Memory],
@@ -72,7 +73,10 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
             lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
             lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         ],
+        execution_context_class=Executor,
     )
+    optimise(built)
+    return built
 
 
 schema = build_schema()
