@@ -55,7 +55,7 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings(host=host, port=port)
     _configure_logging(settings.log_level)
     logging.getLogger("nx_27017").setLevel(logging.WARNING)
-    app = create_app(settings)
+    app = create_app(settings, tune_gc=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
