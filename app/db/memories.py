@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,22 +103,39 @@ def seq_key_range(project_id: str, session_id: str, window: Window) -> Window:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def memory_view(fields: frozenset[str] | None) -> Mapping[str, int]:
+    """The projection of these stored fields (None: everything the API shows); shared, read-only."""
+    return MEMORY_VIEW if fields is None else view(*sorted(fields))
+
+
 async def list_memories_of_sessions(
-    db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str], window: Window
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    session_ids: Sequence[str],
+    window: Window,
+    fields: frozenset[str] | None = None,
 ) -> dict[str, list[Doc]]:
-    """The same window (in ``seq`` numbers) of live memories for each session, in one command."""
+    """The same window (in ``seq`` numbers) of live memories for each session, in one command;
+    with ``fields``, only those stored fields of each memory."""
     live = {"deleted_ms": 0}  # no project_id: the key range carries it (see seq_key)
     return await find_ranges(
         _memories(db),
         queries={sid: (live, seq_key_range(project_id, sid, window)) for sid in session_ids},
         group_field="session_id",
         key_field="seq_key",
-        projection=MEMORY_VIEW,
+        projection=memory_view(fields),
     )
 
 
 async def session_with_memories(
-    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, window: Window
+    db: AsyncDatabase[Doc],
+    *,
+    project_id: str,
+    session_id: str,
+    window: Window,
+    fields: frozenset[str] | None = None,
 ) -> tuple[Doc | None, list[Doc]]:
     """A live session and one window of its memories (in ``seq`` numbers), in one command.
 
@@ -131,7 +149,7 @@ async def session_with_memories(
         {"$project": SESSION_VIEW},
     ]
     if not memories.empty() and memories.limit > 0:
-        branch = memories.pipeline({"deleted_ms": 0}, "seq_key", MEMORY_VIEW)
+        branch = memories.pipeline({"deleted_ms": 0}, "seq_key", memory_view(fields))
         pipeline.append({"$unionWith": {"coll": "memories", "pipeline": branch}})
     cursor = await db["sessions"].aggregate(pipeline, batchSize=memories.limit + 1)
     rows = await cursor.to_list()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import strawberry
 
 if TYPE_CHECKING:
+    from graphql import FieldNode
     from pymongo.asynchronous.database import AsyncDatabase
     from starlette.requests import Request
     from starlette.responses import Response
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from app.config import Settings
     from app.db.documents import Doc
     from app.schema.loaders import DataLoaders
+    from app.schema.lookahead import Fields
     from app.security import Principal
 
 
@@ -30,6 +32,8 @@ class Context:
     principal: Principal
     request_id: str
     loaders: DataLoaders
+    # Per connection field node: the stored fields its nodes need (see lookahead.py).
+    lookahead: dict[int, tuple[FieldNode, Fields]] = field(default_factory=dict)
 
     @property
     def project_id(self) -> str:

@@ -15,25 +15,27 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
     from app.db.documents import Doc, Window
+    from app.schema.lookahead import Fields
 
-WindowKey = tuple[str, "Window"]
+WindowKey = tuple[str, "Window", "Fields"]
+"""(parent id, keyset window, stored fields to fetch)."""
 T = TypeVar("T")
 
 
 def _by_window(
-    fetch: Callable[[Sequence[str], Window], Awaitable[dict[str, list[Doc]]]],
+    fetch: Callable[[Sequence[str], Window, Fields], Awaitable[dict[str, list[Doc]]]],
 ) -> Callable[[list[WindowKey]], Awaitable[list[list[Doc]]]]:
-    """Batch (parent id, window) keys: one fetch per distinct window, results in key order."""
+    """Batch window keys: one fetch per distinct (window, fields), results in key order."""
 
     async def load(keys: list[WindowKey]) -> list[list[Doc]]:
-        parents_by_window: dict[Window, list[str]] = defaultdict(list)
-        for parent, window in keys:
-            parents_by_window[window].append(parent)
+        parents_by_read: dict[tuple[Window, Fields], list[str]] = defaultdict(list)
+        for parent, window, fields in keys:
+            parents_by_read[(window, fields)].append(parent)
         found: dict[WindowKey, list[Doc]] = {}
-        for window, parents in parents_by_window.items():
-            rows = await fetch(parents, window)
+        for (window, fields), parents in parents_by_read.items():
+            rows = await fetch(parents, window, fields)
             for parent in parents:
-                found[(parent, window)] = rows[parent]
+                found[(parent, window, fields)] = rows[parent]
         return [found[key] for key in keys]
 
     return load
@@ -77,14 +79,18 @@ class DataLoaders:
         async def session_counts(ids: Sequence[str]) -> dict[str, int]:
             return await sessions.count_sessions_of_users(db, project_id=project, user_ids=ids)
 
-        async def sessions_window(ids: Sequence[str], window: Window) -> dict[str, list[Doc]]:
+        async def sessions_window(
+            ids: Sequence[str], window: Window, fields: Fields
+        ) -> dict[str, list[Doc]]:
             return await sessions.list_sessions_of_users(
                 db, project_id=project, user_ids=ids, window=window
             )
 
-        async def memories_window(ids: Sequence[str], window: Window) -> dict[str, list[Doc]]:
+        async def memories_window(
+            ids: Sequence[str], window: Window, fields: Fields
+        ) -> dict[str, list[Doc]]:
             return await memories.list_memories_of_sessions(
-                db, project_id=project, session_ids=ids, window=window
+                db, project_id=project, session_ids=ids, window=window, fields=fields
             )
 
         self.user = DataLoader(_in_key_order(user_docs, None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+from graphql import FieldNode
 from strawberry.types.nodes import SelectedField
 
 from app.db import memories as memory_repo
@@ -15,6 +16,7 @@ from app.errors import BadUserInput
 from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
 from app.schema.context import Info
 from app.schema.inputs import SessionFilter, UserFilter
+from app.schema.lookahead import fields_under
 from app.schema.types import (
     Memory,
     Node,
@@ -104,6 +106,16 @@ def recent_window_plan(info: Info) -> Plan | None:
         return None
 
 
+def selected_memories(info: Info) -> list[FieldNode]:
+    """The ``memories`` field nodes right under this field (what ``Session.memories`` gets)."""
+    return [
+        selection
+        for node in info._raw_info.field_nodes
+        for selection in (node.selection_set.selections if node.selection_set else ())
+        if isinstance(selection, FieldNode) and selection.name.value == "memories"
+    ]
+
+
 def _optional_int(value: Any) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
@@ -168,12 +180,17 @@ class Query:
         check_id(session_id, field="sessionId", settings=ctx.settings)
         plan = recent_window_plan(info)
         if plan is not None:  # the hot path of a chat turn: session and its window, one command
+            fields = fields_under(selected_memories(info), info._raw_info.fragments)
             doc, rows = await memory_repo.session_with_memories(
-                ctx.db, project_id=ctx.project_id, session_id=session_id, window=plan.window
+                ctx.db,
+                project_id=ctx.project_id,
+                session_id=session_id,
+                window=plan.window,
+                fields=fields,
             )
             ctx.loaders.session.prime(session_id, doc)
             if doc is not None:
-                ctx.loaders.memories_of_session.prime((session_id, plan.window), rows)
+                ctx.loaders.memories_of_session.prime((session_id, plan.window, fields), rows)
         else:
             doc = await ctx.loaders.session.load(session_id)
         return Session.from_doc(doc) if doc else None

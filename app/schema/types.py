@@ -16,6 +16,7 @@ from app.db.documents import Doc, Window
 from app.errors import BadUserInput, NotFound
 from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
 from app.schema.context import Info
+from app.schema.lookahead import memory_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -173,7 +174,7 @@ class User(Node):
         loaders, user_id = ctx.loaders, self.user_id
 
         async def fetch(window: Window) -> list[Doc]:
-            return await loaders.sessions_of_user.load((user_id, window))
+            return await loaders.sessions_of_user.load((user_id, window, None))
 
         async def count() -> int:
             return await loaders.session_count_of_user.load(user_id)
@@ -234,9 +235,10 @@ class Session(Node):
         ctx = info.context
         plan = memories_plan(ctx.settings, PageArgs(first, after, last, before))
         loaders, session_id, total = ctx.loaders, self.session_id, self.memory_count
+        fields = memory_fields(info)
 
         async def fetch(window: Window) -> list[Doc]:
-            return await loaders.memories_of_session.load((session_id, window))
+            return await loaders.memories_of_session.load((session_id, window, fields))
 
         async def count() -> int:
             return total
@@ -271,16 +273,19 @@ class Memory(Node):
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Memory:
+        """The memory of a stored document; one read with a lookahead projection (see
+        lookahead.py) leaves the fields its query did not select None."""
+        get = doc.get
         return cls(
             uuid=doc["uuid"],
             seq=doc["seq"],
-            role=doc.get("role"),
-            role_type=ROLE_TYPES[doc["role_type"]],
-            content=doc["content"],
-            metadata=JSON(doc.get("metadata") or {}),
-            token_count=doc.get("token_count"),
-            created_ms=doc["created_ms"],
-            updated_ms=doc["updated_ms"],
+            role=get("role"),
+            role_type=ROLE_TYPES.get(get("role_type")),  # type: ignore[arg-type]
+            content=get("content"),  # type: ignore[arg-type]
+            metadata=get("metadata") or {},  # type: ignore[arg-type]
+            token_count=get("token_count"),
+            created_ms=get("created_ms"),  # type: ignore[arg-type]
+            updated_ms=get("updated_ms"),  # type: ignore[arg-type]
             session_id=doc["session_id"],
         )
 

@@ -1,0 +1,100 @@
+"""Which stored fields a query's memory nodes need, so a read fetches only those.
+
+A chat client asking ``memories(last: 10) { nodes { content } }`` for a hundred sessions needs
+the content, not the metadata, roles and timestamps of a thousand memories: decoding and wrapping
+those is most of what such a read costs the API. The selection under a ``memories`` connection
+field is mapped to document fields; anything not understood falls back to the full view.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from graphql import FragmentDefinitionNode, SelectionSetNode
+
+    from app.schema.context import Info
+
+# Memory's GraphQL fields -> the stored fields each needs.
+MEMORY_SOURCES: dict[str, tuple[str, ...]] = {
+    "__typename": (),
+    "id": ("uuid",),
+    "uuid": ("uuid",),
+    "seq": ("seq",),
+    "role": ("role",),
+    "roleType": ("role_type",),
+    "content": ("content",),
+    "metadata": ("metadata",),
+    "tokenCount": ("token_count",),
+    "createdAt": ("created_ms",),
+    "updatedAt": ("updated_ms",),
+    "session": ("session_id",),
+}
+# Always fetched: how rows are grouped, ordered and turned into cursors and nodes.
+MEMORY_KEYS = ("session_id", "uuid", "seq", "seq_key")
+
+Fields = frozenset[str] | None
+"""Stored fields to fetch; None: the full view."""
+
+
+def memory_fields(info: Info) -> Fields:
+    """The stored fields the memory nodes under this ``memories`` field need (once per request
+    for all the sessions sharing the field)."""
+    raw = info._raw_info
+    nodes = raw.field_nodes
+    cache = info.context.lookahead
+    cached = cache.get(id(nodes[0]))
+    if cached is None:
+        cached = cache[id(nodes[0])] = (nodes[0], fields_under(nodes, raw.fragments))
+    return cached[1]
+
+
+def fields_under(
+    connection_nodes: Sequence[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+) -> Fields:
+    """Stored fields needed by the nodes of a memories connection selected by these field nodes.
+
+    Fields under ``@skip``/``@include`` count as selected: fetching a field too many is harmless.
+    """
+    needed = set(MEMORY_KEYS)
+    for connection in connection_nodes:
+        for field in _fields(connection.selection_set, fragments):
+            name = field.name.value
+            if name == "nodes":
+                memory_nodes = [field]
+            elif name == "edges":
+                memory_nodes = [
+                    edge_field
+                    for edge_field in _fields(field.selection_set, fragments)
+                    if edge_field.name.value == "node"
+                ]
+            else:  # pageInfo, totalCount, __typename
+                continue
+            for node in memory_nodes:
+                for memory_field in _fields(node.selection_set, fragments):
+                    sources = MEMORY_SOURCES.get(memory_field.name.value)
+                    if sources is None:
+                        return None
+                    needed.update(sources)
+    return frozenset(needed)
+
+
+def _fields(
+    selection_set: SelectionSetNode | None, fragments: Mapping[str, FragmentDefinitionNode]
+) -> Iterator[FieldNode]:
+    """The fields of a selection set, with inline fragments and fragment spreads expanded."""
+    if selection_set is None:
+        return
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _fields(selection.selection_set, fragments)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None:
+                yield from _fields(fragment.selection_set, fragments)
