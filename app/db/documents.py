@@ -101,7 +101,7 @@ class Window:
             {"$limit": self.limit},
         ]
         if projection:
-            stages.append({"$project": dict(projection)})
+            stages.append({"$project": projection})  # shared, never modified: no copy
         return stages
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -75,8 +76,12 @@ class Plan:
     after_window: Window | None  # rows after the page exist? (None: known to be none)
 
 
+@functools.lru_cache(maxsize=1024)
 def plan_page(args: PageArgs, *, kind: str, base: Window, default_size: int) -> Plan:
-    """Turn Relay arguments into keyset windows inside ``base`` (the filter's key range)."""
+    """Turn Relay arguments into keyset windows inside ``base`` (the filter's key range).
+
+    Cached: a nested query plans the same page for every parent (a hundred sessions' windows).
+    """
     window = base
     after_key = before_key = None
     if args.after is not None:
