@@ -6,17 +6,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-    max_aliases,
-    query_depth_limiter,
-)
+from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 
 from app.config import Settings
+from app.schema.document_cache import DocumentCache, DocumentStore
 from app.schema.errors import error_code, is_expected
 from app.schema.executor import Executor, optimise
 from app.schema.mutation import Mutation
@@ -36,6 +30,8 @@ DOCUMENT_CACHE_SIZE = 512
 class MemvaultSchema(strawberry.Schema):
     """Logs only unexpected errors, with the request id the client is shown."""
 
+    documents: DocumentStore
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -54,27 +50,27 @@ class MemvaultSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> MemvaultSchema:
     """The schema with the query limits of ``settings``.
 
-    Extensions are passed as factories (one instance per request). The limit rules are built
-    once, so the validation cache, keyed by the rule classes, hits for a repeated document.
+    Extensions are passed as factories (one instance per request); the document store they
+    share parses with the token limit and validates with the depth and alias limits, once per
+    distinct document.
     """
     limits = settings or Settings()
     rules: list[type[ASTValidationRule]] = [
         query_depth_limiter.create_validator(limits.max_query_depth, None),
         max_aliases.create_validator(limits.max_aliases),
     ]
+    documents = DocumentStore(
+        max_tokens=limits.max_tokens, extra_rules=rules, maxsize=DOCUMENT_CACHE_SIZE
+    )
     built = MemvaultSchema(
         query=Query,
         mutation=Mutation,
         types=[User, Session, Memory],
         config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
-        extensions=[
-            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: AddValidationRules(rules),
-            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        ],
+        extensions=[lambda: DocumentCache(documents)],
         execution_context_class=Executor,
     )
+    built.documents = documents
     optimise(built)
     return built
 
