@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from graphql import FieldNode
-from strawberry.types.nodes import SelectedField
+from graphql import FieldNode, value_from_ast_untyped
 
 from app.db import memories as memory_repo
 from app.db import sessions as session_repo
@@ -82,27 +81,31 @@ def recent_window_plan(info: Info) -> Plan | None:
     """When the only connection under this field is one plain ``memories(...)`` selection, its
     plan, so the session and that window can be read in one command. None otherwise (fragments,
     aliases of it twice, bad arguments: the ordinary path handles and reports those)."""
-    fields = info.selected_fields
-    if len(fields) != 1:
+    raw = info._raw_info
+    if len(raw.field_nodes) != 1:
         return None
-    memories = []
-    for selection in fields[0].selections:
-        if not isinstance(selection, SelectedField):
-            return None
-        if selection.name == "memories":
-            memories.append(selection)
+    selection_set = raw.field_nodes[0].selection_set
+    selections = selection_set.selections if selection_set else ()
+    if not all(isinstance(selection, FieldNode) for selection in selections):
+        return None
+    memories = selected_memories(info)
     if len(memories) != 1:
         return None
-    arguments = memories[0].arguments
+    # Strawberry hands resolvers graphql-core's coerced variables as a plain dict
+    given: Any = raw.variable_values
+    variables: dict[str, Any] = getattr(given, "coerced", given)
+    arguments = {
+        argument.name.value: value_from_ast_untyped(argument.value, variables)
+        for argument in memories[0].arguments or ()
+    }
     try:
-        # literal arguments arrive as GraphQL source text ("3"), variables as values
         sizes = [_optional_int(arguments.get(name)) for name in ("first", "last")]
         cursors = [arguments.get(name) for name in ("after", "before")]
         if not all(c is None or isinstance(c, str) for c in cursors):
             return None
         args = PageArgs(first=sizes[0], after=cursors[0], last=sizes[1], before=cursors[1])
         return memories_plan(info.context.settings, args)
-    except (BadUserInput, ValueError, TypeError):
+    except (BadUserInput, TypeError):
         return None
 
 
@@ -119,8 +122,6 @@ def selected_memories(info: Info) -> list[FieldNode]:
 def _optional_int(value: Any) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    if isinstance(value, str):
-        return int(value)
     raise TypeError(value)
 
 
