@@ -207,11 +207,27 @@ class WireClient:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post_json(self, path: str, payload: bytes) -> tuple[int, bytes]:
-        """(status, body) of one POST; raises OSError (or EOFError) when the connection fails."""
-        if self._idle:
+        """(status, body) of one POST; raises OSError (or EOFError) when the connection fails.
+
+        A kept-alive connection the server has closed meanwhile (uvicorn closes idle ones after
+        5 s) is replaced: before use when its end is already seen, or when it answers nothing at
+        all (the server never read the request), once.
+        """
+        while self._idle:
             reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            if not reader.at_eof():
+                try:
+                    return await self._exchange(reader, writer, path, payload)
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial:
+                        raise
+            writer.close()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return await self._exchange(reader, writer, path, payload)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, payload: bytes
+    ) -> tuple[int, bytes]:
         try:
             writer.write(
                 b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"

@@ -3,12 +3,15 @@ speed targets live in the benchmark's own output, never in a timed test)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from app.bench import WireClient
 
 FIELDS = {
     "requests", "errors", "rps", "p50_ms", "p99_ms", "db_commands_per_request",
@@ -55,3 +58,31 @@ def test_bench_table_for_people() -> None:
     assert "floor p50 ms" in table
     assert "cpu ms/req" in table
     assert "as one session grows" in table
+
+
+async def test_wire_client_replaces_connections_the_server_closed() -> None:
+    """The bench's HTTP client: keep-alive, and a connection closed while idle is not an error."""
+    served: list[bytes] = []
+
+    async def one_answer_then_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        served.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # as uvicorn does with a connection idle past its keep-alive timeout
+
+    server = await asyncio.start_server(one_answer_then_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = WireClient("127.0.0.1", port)
+    try:
+        assert await client.post_json("/graphql", b"{}") == (200, b"ok")
+        await asyncio.sleep(0.1)
+        assert await client.post_json("/graphql", b'{"a":1}') == (200, b"ok")
+        assert served == [b"{}", b'{"a":1}']
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
