@@ -97,13 +97,9 @@ class GraphQLApp(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         """JSON bodies; one nested too deeply or not UTF-8 is a 400 like any malformed body.
 
-        orjson first (faster); what it refuses (lone surrogate escapes, NaN, integers past 64
-        bits, nesting past 1024) goes to the standard library, which decides as before.
+        The standard library, not orjson: orjson reads an integer past 64 bits as a float, so
+        metadata would silently change instead of being refused as out of range.
         """
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
         try:
             return json.loads(data)
         except (RecursionError, UnicodeDecodeError):
