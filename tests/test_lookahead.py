@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app.config import Settings
 from app.db.engine import connect
 from app.main import create_app
-from app.schema import schema
+from app.schema import lookahead, schema
 from app.schema.lookahead import MEMORY_KEYS, MEMORY_SOURCES, fields_under
 from tests.conftest import GraphQLClient
 
@@ -184,3 +184,25 @@ async def test_recent_window_reads_only_what_it_shows(
     assert [n["content"] for n in data["session"]["memories"]["nodes"]] == ["s2-m2", "s2-m3"]
     assert [n["role"] for n in data["session"]["memories"]["nodes"]] == ["r2", "r3"]
     assert reads.projections == [set(MEMORY_KEYS) | {"role", "content", "created_ms"}]
+
+
+async def test_selection_is_mapped_once_per_request(
+    watched: tuple[GraphQLClient, MemoryReads], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefetch of a recent window and the field it primes share one mapping; so do the
+    hundred sessions of a nested query."""
+    gql, _ = watched
+    walked: list[int] = []
+    original = lookahead._fields
+
+    def counting(*args: Any) -> Any:
+        walked.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(lookahead, "_fields", counting)
+    # one mapping of `memories(...) { nodes { content } }` walks two selection sets
+    await gql.ok('{ session(sessionId: "la-1") { memories(last: 2) { nodes { content } } } }')
+    assert len(walked) == 2
+    walked.clear()
+    await gql.ok(NESTED)
+    assert len(walked) == 2

@@ -41,11 +41,12 @@ Fields = frozenset[str] | None
 """Stored fields to fetch; None: the full view."""
 
 
-def memory_fields(info: Info) -> Fields:
-    """The stored fields the memory nodes under this ``memories`` field need (once per request
-    for all the sessions sharing the field)."""
+def memory_fields(info: Info, connection_nodes: Sequence[FieldNode] | None = None) -> Fields:
+    """The stored fields the memory nodes under a ``memories`` field need: the field being
+    resolved, or ``connection_nodes`` (a parent prefetching it). Computed once per request per
+    field node, for all the sessions sharing it and for a prefetch and the field alike."""
     raw = info._raw_info
-    nodes = raw.field_nodes
+    nodes = raw.field_nodes if connection_nodes is None else connection_nodes
     cache = info.context.lookahead
     cached = cache.get(id(nodes[0]))
     if cached is None:

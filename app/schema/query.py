@@ -15,7 +15,7 @@ from app.errors import BadUserInput
 from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
 from app.schema.context import Info
 from app.schema.inputs import SessionFilter, UserFilter
-from app.schema.lookahead import fields_under
+from app.schema.lookahead import memory_fields
 from app.schema.types import (
     Memory,
     Node,
@@ -77,10 +77,11 @@ def top_level_connection(
     return Connection(source=source)
 
 
-def recent_window_plan(info: Info) -> Plan | None:
-    """When the only connection under this field is one plain ``memories(...)`` selection, its
-    plan, so the session and that window can be read in one command. None otherwise (fragments,
-    aliases of it twice, bad arguments: the ordinary path handles and reports those)."""
+def recent_window_plan(info: Info, memories: list[FieldNode]) -> Plan | None:
+    """When the only connection under this field is one plain ``memories(...)`` selection (of
+    ``memories``, its field nodes), its plan, so the session and that window can be read in one
+    command. None otherwise (fragments, aliases of it twice, bad arguments: the ordinary path
+    handles and reports those)."""
     raw = info._raw_info
     if len(raw.field_nodes) != 1:
         return None
@@ -88,7 +89,6 @@ def recent_window_plan(info: Info) -> Plan | None:
     selections = selection_set.selections if selection_set else ()
     if not all(isinstance(selection, FieldNode) for selection in selections):
         return None
-    memories = selected_memories(info)
     if len(memories) != 1:
         return None
     # Strawberry hands resolvers graphql-core's coerced variables as a plain dict
@@ -179,9 +179,10 @@ class Query:
     async def session(self, info: Info, session_id: str) -> Session | None:
         ctx = info.context
         check_id(session_id, field="sessionId", settings=ctx.settings)
-        plan = recent_window_plan(info)
+        memories = selected_memories(info)
+        plan = recent_window_plan(info, memories)
         if plan is not None:  # the hot path of a chat turn: session and its window, one command
-            fields = fields_under(selected_memories(info), info._raw_info.fragments)
+            fields = memory_fields(info, memories)  # what Session.memories then finds cached
             doc, rows = await memory_repo.session_with_memories(
                 ctx.db,
                 project_id=ctx.project_id,
