@@ -213,3 +213,22 @@ async def memory_count_of(db: AsyncDatabase[dict[str, Any]], session_id: str) ->
     session = await stored_one(db, "sessions", session_id=session_id)
     live = await stored(db, "memories", session_id=session_id, deleted_ms=0)
     return session["memory_count"], len(live)
+
+
+async def assert_count(
+    gql: GraphQLClient, db: AsyncDatabase[dict[str, Any]], session_id: str, expected: int
+) -> None:
+    """memoryCount through GraphQL, the stored counter and the live documents all agree."""
+    session = await get_session(gql, session_id)
+    assert session is not None
+    assert session["memoryCount"] == expected
+    assert session["memories"]["totalCount"] == expected
+    assert len(session["memories"]["nodes"]) == expected
+    assert await memory_count_of(db, session_id) == (expected, expected)
+
+
+async def live_uuids(gql: GraphQLClient, session_id: str) -> list[str]:
+    """The uuids of a session's live memories, in order, read through GraphQL."""
+    session = await get_session(gql, session_id)
+    assert session is not None
+    return [node["uuid"] for node in session["memories"]["nodes"]]

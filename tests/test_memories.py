@@ -19,6 +19,7 @@ from tests.factories import (
     add,
     add_error,
     assert_code,
+    assert_count,
     create_session,
     create_user,
     delete_memory,
@@ -26,7 +27,7 @@ from tests.factories import (
     get_memory,
     get_node,
     get_session,
-    memory_count_of,
+    live_uuids,
     memory_inputs,
     snapshot,
     stored,
@@ -36,21 +37,6 @@ from tests.factories import (
 
 Db = AsyncDatabase[dict[str, Any]]
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-async def assert_count(gql: GraphQLClient, db: Db, session_id: str, expected: int) -> None:
-    session = await get_session(gql, session_id)
-    assert session is not None
-    assert session["memoryCount"] == expected
-    assert session["memories"]["totalCount"] == expected
-    assert len(session["memories"]["nodes"]) == expected
-    assert await memory_count_of(db, session_id) == (expected, expected)
-
-
-async def session_uuids(gql: GraphQLClient, session_id: str) -> list[str]:
-    session = await get_session(gql, session_id)
-    assert session is not None
-    return [node["uuid"] for node in session["memories"]["nodes"]]
 
 
 async def test_add_memories_creates_missing_session(gql: GraphQLClient, db: Db) -> None:
@@ -141,7 +127,7 @@ async def test_add_memories_revives_deleted_session_memories_stay_deleted(
     for uuid in ("m1", "m2"):
         assert (await stored_one(db, "memories", uuid=uuid))["deleted_ms"] > 0
         assert await get_memory(gql, uuid) is None
-    assert await session_uuids(gql, "s1") == ["m3"]
+    assert await live_uuids(gql, "s1") == ["m3"]
     await assert_count(gql, db, "s1", 1)
 
 
@@ -187,7 +173,7 @@ async def test_add_memories_is_idempotent_by_uuid(gql: GraphQLClient, db: Db) ->
     for uuid in ("m1", "m2", "m3"):
         assert len(await stored(db, "memories", uuid=uuid)) == 1
     assert (await stored_one(db, "memories", uuid="m2"))["content"] == "b"
-    assert await session_uuids(gql, "s1") == ["m1", "m2", "m3"]
+    assert await live_uuids(gql, "s1") == ["m1", "m2", "m3"]
     await assert_count(gql, db, "s1", 3)
 
 
@@ -204,7 +190,7 @@ async def test_add_memories_deleted_uuid_is_neither_stored_nor_returned(
     m1 = await stored_one(db, "memories", uuid="m1")
     assert (m1["deleted_ms"] > 0, m1["content"]) == (True, "a")
     assert await get_memory(gql, "m1") is None
-    assert await session_uuids(gql, "s1") == ["m2", "m3"]
+    assert await live_uuids(gql, "s1") == ["m2", "m3"]
     await assert_count(gql, db, "s1", 2)
 
     # a call made only of a deleted uuid returns nothing and writes no memory
@@ -316,7 +302,7 @@ async def test_delete_memory_is_soft_and_counted(gql: GraphQLClient, db: Db) -> 
     doc = await stored_one(db, "memories", uuid="m2")
     assert doc["deleted_ms"] > 0
     assert doc["content"] == "b"
-    assert await session_uuids(gql, "s1") == ["m1", "m3"]
+    assert await live_uuids(gql, "s1") == ["m1", "m3"]
     await assert_count(gql, db, "s1", 2)
 
     before = await snapshot(db)
@@ -385,7 +371,7 @@ async def test_concurrent_retries_store_each_uuid_once(gql: GraphQLClient, db: D
         assert len(await stored(db, "memories", uuid=uuid)) == 1
     assert len(await stored(db, "memories", session_id="s1")) == 5
     await assert_count(gql, db, "s1", 5)
-    assert await session_uuids(gql, "s1") == uuids
+    assert await live_uuids(gql, "s1") == uuids
 
 
 @pytest.mark.parametrize("role_type", ["USER", "ASSISTANT", "SYSTEM", "TOOL", "FUNCTION", "NOROLE"])

@@ -16,6 +16,7 @@ from tests.factories import (
     UPSERT_SESSION,
     add,
     assert_code,
+    assert_count,
     create_session,
     create_user,
     delete_memory,
@@ -26,7 +27,7 @@ from tests.factories import (
     get_session,
     get_user,
     list_sessions,
-    memory_count_of,
+    live_uuids,
     restore_session,
     snapshot,
     stored,
@@ -37,22 +38,6 @@ from tests.factories import (
 )
 
 Db = AsyncDatabase[dict[str, Any]]
-
-
-async def assert_count(gql: GraphQLClient, db: Db, session_id: str, expected: int) -> None:
-    """memoryCount through GraphQL, the stored counter and the live documents all agree."""
-    session = await get_session(gql, session_id)
-    assert session is not None
-    assert session["memoryCount"] == expected
-    assert session["memories"]["totalCount"] == expected
-    assert len(session["memories"]["nodes"]) == expected
-    assert await memory_count_of(db, session_id) == (expected, expected)
-
-
-async def live_uuids(gql: GraphQLClient, session_id: str) -> list[str]:
-    session = await get_session(gql, session_id)
-    assert session is not None
-    return [node["uuid"] for node in session["memories"]["nodes"]]
 
 
 async def test_create_session_returns_and_stores_it(gql: GraphQLClient, db: Db) -> None:
