@@ -775,6 +775,38 @@ async def test_aggregate_nested_unions_of_100_branches(db: Db) -> None:
     assert by_session(rows) == {k: [3, 2] for k in keys}
 
 
+async def test_aggregate_command_first_batch_larger_than_answer_closes_cursor(db: Db) -> None:
+    """``aggregate_bounded``: a first batch one larger than the answer returns it all, cursor 0."""
+    await seed_memories(db, ["s1", "s2"], 5)
+    pipeline = union_pipeline([branch("s1", 3), branch("s2", 2)])
+    reply = await db.command(
+        {"aggregate": "memories", "pipeline": pipeline, "cursor": {"batchSize": 6}}
+    )
+    assert reply["cursor"]["id"] == 0
+    assert by_session(reply["cursor"]["firstBatch"]) == {"s1": [5, 4, 3], "s2": [5, 4]}
+
+
+async def test_aggregate_command_get_more_in_the_same_session(db: Db) -> None:
+    """Rows past the first batch: ``getMore`` with the cursor's session until cursor 0."""
+    await seed_memories(db, ["s1"], 7)
+    pipeline = [*branch("s1", 7), {"$project": {"_id": 0, "seq": 1}}]
+    async with db.client.start_session() as session:
+        reply = await db.command(
+            {"aggregate": "memories", "pipeline": pipeline, "cursor": {"batchSize": 3}},
+            session=session,
+        )
+        rows = reply["cursor"]["firstBatch"]
+        assert len(rows) == 3
+        assert reply["cursor"]["id"] != 0
+        while reply["cursor"]["id"]:
+            reply = await db.command(
+                {"getMore": reply["cursor"]["id"], "collection": "memories", "batchSize": 3},
+                session=session,
+            )
+            rows += reply["cursor"]["nextBatch"]
+    assert [row["seq"] for row in rows] == [7, 6, 5, 4, 3, 2, 1]
+
+
 async def test_projection_inclusion_in_find_and_union_branches(db: Db) -> None:
     await seed_memories(db, ["s1", "s2"], 3)
     fields = {"session_id": 1, "seq": 1, "content": 1}

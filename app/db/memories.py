@@ -13,6 +13,7 @@ from pymongo.errors import BulkWriteError
 from app.db.documents import (
     Doc,
     Window,
+    aggregate_bounded,
     find_by_keys,
     find_ranges,
     new_token,
@@ -151,8 +152,7 @@ async def session_with_memories(
     if not memories.empty() and memories.limit > 0:
         branch = memories.pipeline({"deleted_ms": 0}, "seq_key", memory_view(fields))
         pipeline.append({"$unionWith": {"coll": "memories", "pipeline": branch}})
-    cursor = await db["sessions"].aggregate(pipeline, batchSize=memories.limit + 1)
-    rows = await cursor.to_list()
+    rows = await aggregate_bounded(db["sessions"], pipeline, most=memories.limit + 1)
     session = next((row for row in rows if "seq_key" not in row), None)
     if session is None:
         return None, []
