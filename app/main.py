@@ -5,29 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
-from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
 
 from app.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect
 from app.db.indexes import ensure_indexes
 from app.db.purge import purge
-from app.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
+from app.endpoint import GraphQLApp, GraphQLEndpoint
 from app.schema import build_schema
-from app.schema.context import Context
-from app.schema.errors import format_error
-from app.schema.loaders import DataLoaders
-from app.security import Authenticator, Principal
+from app.security import Authenticator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,11 +27,6 @@ if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
     from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
-    from starlette.websockets import WebSocket
-    from strawberry.http import GraphQLHTTPResponse
-    from strawberry.types import ExecutionResult
 
     from app.config import Settings
     from app.db.documents import Doc
@@ -51,7 +38,6 @@ READY_TIMEOUT_S = 1.0
 # At CPython's default young threshold (700) that is dozens of collections per request, which
 # promote the live request objects until full collections walk the whole heap (schema, driver).
 GC_YOUNG_THRESHOLD = 50_000
-NO_PROJECT = Principal(project_id="", scope="read")
 
 
 @dataclass
@@ -65,64 +51,6 @@ class Runtime:
     engine: EmbeddedEngine | None = None
     commands: CommandCounter | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-
-class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context and error contract."""
-
-    async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket | None
-    ) -> Context:
-        runtime: Runtime = request.app.state.runtime
-        # Set by GraphQLGuard before this view runs; only the GraphiQL page (which runs no
-        # operation) passes the guard without one, and gets a principal of no project.
-        principal = getattr(request.state, "principal", None) or NO_PROJECT
-        return Context(
-            request=request,
-            response=response if not hasattr(response, "receive") else None,  # type: ignore[arg-type,unused-ignore]
-            db=runtime.db,
-            settings=runtime.settings,
-            principal=principal,
-            request_id=request_id_of(request),
-            loaders=DataLoaders(db=runtime.db, project_id=principal.project_id),
-        )
-
-    def encode_json(self, data: object) -> str | bytes:
-        """orjson: ~1 ms less per nested response (140 KB) than the standard library."""
-        try:
-            return orjson.dumps(data)
-        except TypeError:  # what orjson refuses (e.g. integers past 64 bits), json still writes
-            return json.dumps(data, separators=(",", ":"))
-
-    def decode_json(self, data: str | bytes) -> object:
-        """JSON bodies; one nested too deeply or not UTF-8 is a 400 like any malformed body.
-
-        The standard library, not orjson: orjson reads an integer past 64 bits as a float, so
-        metadata would silently change instead of being refused as out of range.
-        """
-        try:
-            return json.loads(data)
-        except (RecursionError, UnicodeDecodeError):
-            raise json.JSONDecodeError("nested too deeply or not UTF-8", "", 0) from None
-
-    async def process_result(
-        self, request: Request | WebSocket, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        data: GraphQLHTTPResponse = {"data": result.data}
-        if result.errors:
-            request_id = request_id_of(request)
-            data["errors"] = [format_error(error, request_id=request_id) for error in result.errors]
-        if result.extensions:
-            data["extensions"] = result.extensions
-        return data
-
-
-def request_id_of(request: Request | WebSocket) -> str:
-    """This request's id (made on first use): shown to clients with masked errors, and logged."""
-    request_id: str | None = getattr(request.state, "request_id", None)
-    if request_id is None:
-        request_id = request.state.request_id = os.urandom(8).hex()
-    return request_id
 
 
 async def ping(db: AsyncDatabase[Doc]) -> bool:
@@ -243,7 +171,7 @@ def create_app(
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
     )
-    guarded = GraphQLGuard(graphql_app, max_body_bytes=settings.max_body_bytes)
+    endpoint = GraphQLEndpoint(graphql_app, max_body_bytes=settings.max_body_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -273,7 +201,7 @@ def create_app(
         return PlainTextResponse("\n".join(lines) + "\n")
 
     routes = [
-        Route("/graphql", guarded, methods=["GET", "POST"]),
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
@@ -292,84 +220,6 @@ async def _announce_auth(runtime: Runtime) -> None:
             "reach this port reads and writes the 'default' project. "
             "Create a key with `memvault keys create` or set MEMVAULT_AUTH=required."
         )
-
-
-def _error_response(error: MemvaultError, status: int, request_id: str) -> JSONResponse:
-    extensions: dict[str, Any] = {"code": error.code}
-    if status >= 500:
-        extensions["requestId"] = request_id
-    return JSONResponse(
-        {"data": None, "errors": [{"message": error.message, "extensions": extensions}]},
-        status_code=status,
-    )
-
-
-class GraphQLGuard:
-    """Before GraphQL sees a request: refuse bodies over the limit (413) without parsing them,
-    and resolve the caller's API key (401 when missing or wrong, where one is needed).
-
-    A class, not a function: Starlette routes call plain functions with a request, and ASGI
-    callables with (scope, receive, send).
-    """
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = StarletteRequest(scope, receive)
-        request_id = request_id_of(request)
-        if _wants_graphiql(request):
-            await self.app(scope, receive, send)
-            return
-        limit = self.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
-            return
-        body = bytearray()
-        more = request.method == "POST"
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
-                return
-        runtime: Runtime = request.app.state.runtime
-        try:
-            request.state.principal = await runtime.authenticator.principal(
-                request.headers.get("authorization")
-            )
-        except Unauthenticated as exc:
-            await _error_response(exc, 401, request_id)(scope, receive, send)
-            return
-        except PyMongoError:
-            unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
-            await _error_response(unavailable, 503, request_id)(scope, receive, send)
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body is larger than {limit} bytes")
-
-
-def _wants_graphiql(request: StarletteRequest) -> bool:
-    return (
-        request.method == "GET"
-        and "text/html" in request.headers.get("accept", "")
-        and "query" not in request.query_params
-    )
 
 
 def _redact(uri: str) -> str:

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from graphql import FieldNode
     from pymongo.asynchronous.database import AsyncDatabase
     from starlette.requests import Request
-    from starlette.responses import Response
     from starlette.websockets import WebSocket
 
     from app.config import Settings
@@ -26,7 +25,6 @@ class Context:
     """Everything a resolver may use; made fresh for every request."""
 
     request: Request | WebSocket
-    response: Response | None
     db: AsyncDatabase[Doc]
     settings: Settings
     principal: Principal

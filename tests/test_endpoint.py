@@ -1,0 +1,163 @@
+"""``/graphql``'s direct path for JSON operations answers exactly as Strawberry's view does.
+
+Every request below is sent to two apps on one database: one executing plain JSON operations
+itself (as served) and one handing every request to Strawberry's view. Status, content type and
+body must be the same (request ids aside), for good requests and bad ones alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.endpoint import GraphQLApp, GraphQLEndpoint, plain_operation
+from app.main import create_app
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from pymongo import AsyncMongoClient
+    from starlette.applications import Starlette
+
+    from app.config import Settings
+
+JSON = {"content-type": "application/json"}
+TWO_OPERATIONS = "query A { __typename } query B { users(first: 1) { totalCount } }"
+WINDOW = """query($id: String!) { session(sessionId: $id) { sessionId memoryCount
+    memories(last: 2) { nodes { uuid role content } pageInfo { hasPreviousPage } } } }"""
+ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) {
+    session { sessionId memoryCount } memories { uuid seq content } } }"""
+SEED = {
+    "sessionId": "s-1",
+    "memories": [
+        {"uuid": f"m-{n}", "roleType": "USER", "role": "alice", "content": f"hello {n}"}
+        for n in range(3)
+    ],
+}
+
+
+def body(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+# (name, headers, body): each is posted to /graphql
+REQUESTS: list[tuple[str, dict[str, str], bytes]] = [
+    ("typename", JSON, body(query="{ __typename }")),
+    ("window", JSON, body(query=WINDOW, variables={"id": "s-1"})),
+    ("missing session", JSON, body(query=WINDOW, variables={"id": "nope"})),
+    ("idempotent mutation", JSON, body(query=ADD, variables={"input": SEED})),
+    ("chosen operation", JSON, body(query=TWO_OPERATIONS, operationName="B")),
+    ("unknown operation", JSON, body(query=TWO_OPERATIONS, operationName="C")),
+    ("two operations, no name", JSON, body(query=TWO_OPERATIONS)),
+    ("syntax error", JSON, body(query="{ users(")),
+    ("unknown field", JSON, body(query="{ nope }")),
+    ("bad argument", JSON, body(query='{ session(sessionId: "") { sessionId } }')),
+    ("variable of the wrong type", JSON, body(query=WINDOW, variables={"id": 5})),
+    ("missing variable", JSON, body(query=WINDOW)),
+    ("empty query", JSON, body(query="")),
+    ("null query", JSON, body(query=None)),
+    ("no query", JSON, body(variables={})),
+    ("query not a string", JSON, body(query=5)),
+    ("variables not an object", JSON, body(query="{ __typename }", variables=[1])),
+    ("extensions not an object", JSON, body(query="{ __typename }", extensions="x")),
+    ("extensions object", JSON, body(query="{ __typename }", extensions={"a": 1})),
+    ("operation name not a string", JSON, body(query="{ __typename }", operationName=5)),
+    ("operation name null", JSON, body(query="{ __typename }", operationName=None)),
+    ("malformed JSON", JSON, b'{"query": '),
+    ("not UTF-8", JSON, b'{"query": "\xff"}'),
+    ("nested too deeply", JSON, b"[" * 100_000 + b"]" * 100_000),
+    ("batch", JSON, b'[{"query": "{ __typename }"}]'),
+    ("a string", JSON, b'"{ __typename }"'),
+    ("empty body", JSON, b""),
+    ("charset", {"content-type": "application/json; charset=utf-8"}, body(query="{ __typename }")),
+    ("upper case type", {"content-type": "Application/JSON"}, body(query="{ __typename }")),
+    ("text/plain", {"content-type": "text/plain"}, body(query="{ __typename }")),
+    ("no content type", {}, body(query="{ __typename }")),
+    ("multipart accept", {**JSON, "accept": "multipart/mixed"}, body(query="{ __typename }")),
+    ("any accept", {**JSON, "accept": "*/*"}, body(query="{ __typename }")),
+    ("mutation error", JSON, body(query=ADD, variables={"input": {**SEED, "sessionId": ""}})),
+]
+
+
+def endpoint_of(app: Starlette) -> GraphQLEndpoint:
+    route = next(route for route in app.routes if getattr(route, "path", "") == "/graphql")
+    endpoint = route.endpoint  # type: ignore[attr-defined]
+    assert isinstance(endpoint, GraphQLEndpoint)
+    return endpoint
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def clients(
+    settings: Settings, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """One HTTP client per way through ``/graphql``: ``direct`` and ``view``."""
+    apps = {"direct": create_app(settings, client=mongo_client)}
+    apps["view"] = create_app(settings, client=mongo_client)
+    endpoint_of(apps["view"]).lean = False
+    async with (
+        apps["direct"].router.lifespan_context(apps["direct"]),
+        apps["view"].router.lifespan_context(apps["view"]),
+    ):
+        clients = {
+            name: httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://memvault.test"
+            )
+            for name, app in apps.items()
+        }
+        seeded = await clients["view"].post("/graphql", content=REQUESTS[3][2], headers=JSON)
+        assert "errors" not in seeded.json()
+        yield clients
+        for client in clients.values():
+            await client.aclose()
+
+
+def answer(response: httpx.Response) -> tuple[int, str, str]:
+    """Status, content type and body, with request ids (random per request) blanked."""
+    text = re.sub(r'"requestId":"[0-9a-f]+"', '"requestId":"-"', response.text)
+    return response.status_code, response.headers.get("content-type", ""), text
+
+
+@pytest.mark.parametrize(("name", "headers", "payload"), REQUESTS, ids=[r[0] for r in REQUESTS])
+async def test_direct_path_answers_as_the_view(
+    clients: dict[str, httpx.AsyncClient], name: str, headers: dict[str, str], payload: bytes
+) -> None:
+    answers = {
+        way: answer(await client.post("/graphql", content=payload, headers=headers))
+        for way, client in clients.items()
+    }
+    assert answers["direct"] == answers["view"]
+
+
+def test_plain_operation_takes_only_well_formed_json_operations() -> None:
+    """Which requests the direct path takes (the rest go to the view): the differential test
+    above only proves equal answers, so this proves the direct path is the one serving."""
+    from starlette.datastructures import Headers
+
+    def taken(headers: dict[str, str], payload: bytes) -> bool:
+        return plain_operation(Headers(headers), payload, GraphQLApp.decode_json) is not None
+
+    taken_names = {name for name, headers, payload in REQUESTS if taken(headers, payload)}
+    assert taken_names == {
+        "typename",
+        "window",
+        "missing session",
+        "idempotent mutation",
+        "chosen operation",
+        "unknown operation",
+        "two operations, no name",
+        "syntax error",
+        "unknown field",
+        "bad argument",
+        "variable of the wrong type",
+        "missing variable",
+        "extensions object",
+        "operation name null",
+        "charset",
+        "any accept",
+        "mutation error",
+    }
