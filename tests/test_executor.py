@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from enum import Enum
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from strawberry.extensions import SchemaExtension
 
 from app.schema import schema as memvault_schema
 from app.schema.executor import PLAIN_LEAF, Executor, optimise
+from app.schema.types import ms_to_datetime, serialize_datetime, serialize_ms
 
 
 @strawberry.enum
@@ -214,3 +217,17 @@ async def test_shortcuts_stand_aside_for_resolving_extensions() -> None:
     assert isinstance(result.data, dict)
     assert result.data["items"] == [{"name": "a"}, {"name": "b"}, {"name": "c"}]
     assert SeesEveryField.seen == ["items", "name", "name", "name"]
+
+
+def test_serialised_timestamps_match_resolver_then_scalar() -> None:
+    """createdAt/updatedAt leaves are read as text from milliseconds in one step (SERIALISED):
+    the same text as the resolver's datetime through the DateTime scalar, at every edge."""
+    rng = random.Random(5)
+    first, last = -62_135_596_800_000, 253_402_300_799_999  # year 1 to year 9999
+    edges = [first, last, -1001, -1000, -999, -1, 0, 1, 999, 1000, 951_782_400_000]
+    samples = edges + [rng.randint(first, last) for _ in range(20_000)]
+    for ms in samples:
+        assert serialize_ms(ms) == serialize_datetime(ms_to_datetime(ms)), ms
+    leaf = memvault_schema._schema.type_map["Memory"].fields["createdAt"].extensions[PLAIN_LEAF]  # type: ignore[attr-defined]
+    memory = SimpleNamespace(created_ms=1_763_750_000_123)
+    assert leaf.complete(memory) == "2025-11-21T18:33:20.123Z"

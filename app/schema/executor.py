@@ -58,6 +58,11 @@ if TYPE_CHECKING:
 PLAIN_LEAF = "memvault.plain-leaf"
 """Key of a field's ``extensions`` holding its :class:`PlainLeaf`."""
 
+SERIALISED = "memvault.serialised"
+"""Key of a Strawberry field's ``metadata``: a function of the parent returning the field's
+serialised value in one step, exactly what its resolver then its scalar's ``serialize`` return
+(a timestamp's text from its milliseconds, without a ``datetime`` in between)."""
+
 MISS = object()
 """What a shortcut returns when graphql-core must handle the value itself."""
 
@@ -182,7 +187,14 @@ def _plain_leaf(graphql_field: GraphQLField, field: StrawberryField) -> PlainLea
     getter = plain_getter(field)
     if getter is None:
         return None
+    serialised = field.metadata.get(SERIALISED) if field.metadata else None
+    if serialised is not None:
+        return PlainLeaf(get=serialised, coerce=_as_is, non_null=non_null)
     return PlainLeaf(get=getter, coerce=named.coerce_output_value, non_null=non_null)
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 Shortcut = PlainLeaf | TypeName

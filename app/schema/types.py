@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, NewType
@@ -16,6 +17,7 @@ from app.db.documents import Doc, Window
 from app.errors import BadUserInput, NotFound
 from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
 from app.schema.context import Info
+from app.schema.executor import SERIALISED
 from app.schema.lookahead import memory_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,6 +37,18 @@ def datetime_to_ms(value: datetime) -> int:
 
 def serialize_datetime(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def serialize_ms(ms: int) -> str:
+    """``serialize_datetime(ms_to_datetime(ms))`` in one step, ~10x faster: the text of each
+    second is cached, and the memories of a window share few seconds."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second_text(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    return (EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
 
 
 def parse_datetime(value: Any) -> datetime:
@@ -131,6 +145,11 @@ def resolve_updated_at(root: Any) -> datetime:
     return ms_to_datetime(root.updated_ms)
 
 
+# What the executor's plain leaves read instead of resolver then scalar (see executor.py)
+CREATED_AT = {SERIALISED: lambda root: serialize_ms(root.created_ms)}
+UPDATED_AT = {SERIALISED: lambda root: serialize_ms(root.updated_ms)}
+
+
 @strawberry.type
 class User(Node):
     NODE_KEY = "user_id"
@@ -140,8 +159,8 @@ class User(Node):
     first_name: str | None
     last_name: str | None
     metadata: JSON
-    created_at: datetime = strawberry.field(resolver=resolve_created_at)
-    updated_at: datetime = strawberry.field(resolver=resolve_updated_at)
+    created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
+    updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
     created_ms: strawberry.Private[int]
     updated_ms: strawberry.Private[int]
 
@@ -197,8 +216,8 @@ class Session(Node):
     session_id: str
     user_id: str | None
     metadata: JSON
-    created_at: datetime = strawberry.field(resolver=resolve_created_at)
-    updated_at: datetime = strawberry.field(resolver=resolve_updated_at)
+    created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
+    updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
     created_ms: strawberry.Private[int]
     updated_ms: strawberry.Private[int]
     memory_count: int
@@ -265,8 +284,8 @@ class Memory(Node):
     content: str
     metadata: JSON
     token_count: int | None
-    created_at: datetime = strawberry.field(resolver=resolve_created_at)
-    updated_at: datetime = strawberry.field(resolver=resolve_updated_at)
+    created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
+    updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
     created_ms: strawberry.Private[int]
     updated_ms: strawberry.Private[int]
     session_id: strawberry.Private[str]
