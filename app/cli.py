@@ -62,6 +62,9 @@ def serve(host: str | None, port: int | None) -> None:
         port=settings.port,
         log_config=None,
         log_level=settings.log_level.lower(),
+        # Access lines are INFO: below that level uvicorn would still format each one's fields
+        access_log=logging.getLevelName(settings.log_level.upper()) <= logging.INFO,
+        server_header=False,  # no "server: uvicorn" on every response
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

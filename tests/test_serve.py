@@ -206,6 +206,7 @@ def test_routes_answer(servers: Any) -> None:
 
     health = httpx.get(server.base + "/healthz", timeout=5)
     assert health.status_code == 200
+    assert "server" not in health.headers  # the server software is not advertised
     ready = httpx.get(server.base + "/readyz", timeout=5)
     assert ready.status_code == 200, ready.text
 
