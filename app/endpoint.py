@@ -1,165 +1,26 @@
-"""``/graphql``: the body limit and API key checks, then GraphQL.
-
-A POST with a JSON body (what every client and bot sends, and the hot path of a chat turn) goes
-from here straight to the schema: one request object, no re-read of the body, no content-type
-parser, no temporary response. Everything else (GET, the GraphiQL page, other content types, a
-body that is not one well-formed operation) goes to Strawberry's view, which answers it, errors
-included. Both ways execute with the same schema, context and result formatting (the ``lean``
-switch exists so a test can compare them request for request).
-"""
+"""``/graphql``: the body limit and API key checks, then GraphQL (see ``app/schema/view.py``)."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from cross_web import HTTPException
 from pymongo.errors import PyMongoError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from strawberry.asgi import GraphQL
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
+from starlette.responses import JSONResponse
 
 from app.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
-from app.schema.context import Context
-from app.schema.errors import format_error
-from app.schema.loaders import DataLoaders
-from app.security import Principal
+from app.schema.view import GraphQLApp, plain_operation, request_id_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from starlette.datastructures import Headers
-    from starlette.responses import Response
     from starlette.types import Message, Receive, Scope, Send
-    from starlette.websockets import WebSocket
-    from strawberry.http import GraphQLHTTPResponse
-    from strawberry.types import ExecutionResult
 
     from app.main import Runtime
-
-NO_PROJECT = Principal(project_id="", scope="read")
-POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
-JSON_RESPONSE_TYPE = (b"content-type", b"application/json")
-
-
-class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context and error contract."""
-
-    async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket | None = None
-    ) -> Context:
-        runtime: Runtime = request.app.state.runtime
-        # Set by GraphQLEndpoint before this view runs; only the GraphiQL page (which runs no
-        # operation) passes it without one, and gets a principal of no project.
-        principal = getattr(request.state, "principal", None) or NO_PROJECT
-        return Context(
-            request=request,
-            db=runtime.db,
-            settings=runtime.settings,
-            principal=principal,
-            request_id=request_id_of(request),
-            loaders=DataLoaders(db=runtime.db, project_id=principal.project_id),
-        )
-
-    def encode_json(self, data: object) -> str | bytes:
-        """orjson: ~1 ms less per nested response (140 KB) than the standard library."""
-        try:
-            return orjson.dumps(data)
-        except TypeError:  # what orjson refuses (e.g. integers past 64 bits), json still writes
-            return json.dumps(data, separators=(",", ":"))
-
-    def parse_json(self, data: str | bytes) -> Any:
-        """A JSON object (one operation) or array (a batch, which the view refuses); any other
-        JSON value is a 400 too (Strawberry's view would fail on it with a 500)."""
-        parsed = super().parse_json(data)
-        if not isinstance(parsed, dict | list):
-            raise HTTPException(400, "The request body must be a JSON object")
-        return parsed
-
-    @staticmethod
-    def decode_json(data: str | bytes) -> object:
-        """JSON bodies; one nested too deeply or not UTF-8 is a 400 like any malformed body.
-
-        The standard library, not orjson: orjson reads an integer past 64 bits as a float, so
-        metadata would silently change instead of being refused as out of range.
-        """
-        try:
-            return json.loads(data)
-        except (RecursionError, UnicodeDecodeError):
-            raise json.JSONDecodeError("nested too deeply or not UTF-8", "", 0) from None
-
-    async def process_result(
-        self, request: Request | WebSocket, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        data: GraphQLHTTPResponse = {"data": result.data}
-        if result.errors:
-            request_id = request_id_of(request)
-            data["errors"] = [format_error(error, request_id=request_id) for error in result.errors]
-        if result.extensions:
-            data["extensions"] = result.extensions
-        return data
-
-
-def request_id_of(request: Request | WebSocket) -> str:
-    """This request's id (made on first use): shown to clients with masked errors, and logged."""
-    request_id: str | None = getattr(request.state, "request_id", None)
-    if request_id is None:
-        request_id = request.state.request_id = os.urandom(8).hex()
-    return request_id
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """One GraphQL operation from a JSON body."""
-
-    query: str
-    variables: dict[str, Any] | None
-    operation_name: str | None
-    extensions: dict[str, Any] | None
-
-
-def plain_operation(
-    headers: Headers, body: bytes, decode: Callable[[bytes], object]
-) -> Operation | None:
-    """The operation of a POST whose JSON body holds exactly one well-formed operation and
-    that asks for a plain JSON answer; None when Strawberry's view must answer (other content
-    types, streaming ``Accept`` headers, batches, malformed or mistyped bodies, no query)."""
-    content_type = headers.get("content-type", "")
-    if content_type.partition(";")[0].strip() != "application/json":  # case as the view's test
-        return None
-    accept = headers.get("accept", "")
-    if "multipart" in accept or "event-stream" in accept:
-        return None
-    try:
-        data = decode(body)
-    except ValueError:  # the view answers 400, with its own message
-        return None
-    if type(data) is not dict:
-        return None
-    query = data.get("query")
-    variables = data.get("variables")
-    name = data.get("operationName")
-    extensions = data.get("extensions")
-    if type(query) is not str or not query:
-        return None
-    if not (variables is None or type(variables) is dict):
-        return None
-    if not (extensions is None or type(extensions) is dict):
-        return None
-    if not (name is None or type(name) is str):
-        return None
-    return Operation(query, variables, name, extensions)
 
 
 class GraphQLEndpoint:
     """Before GraphQL sees a request: refuse bodies over the limit (413) without parsing them,
     and resolve the caller's API key (401 when missing or wrong, where one is needed). Then a
-    plain JSON operation is executed here, and anything else handed to ``view``.
+    plain JSON operation goes to the view's direct path, anything else to the view itself.
 
     A class, not a function: Starlette routes call plain functions with a request, and ASGI
     callables with (scope, receive, send).
@@ -206,7 +67,7 @@ class GraphQLEndpoint:
         if self.lean and request.method == "POST":
             operation = plain_operation(headers, bytes(body), self.view.decode_json)
             if operation is not None:
-                await self.execute(request, operation, send)
+                await self.view.answer(request, operation, send)
                 return
         replayed = False
 
@@ -218,37 +79,6 @@ class GraphQLEndpoint:
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         await self.view(scope, replay, send)
-
-    async def execute(self, request: Request, operation: Operation, send: Send) -> None:
-        """Execute one operation and send its JSON result, as the view would."""
-        view = self.view
-        try:
-            result = await view.schema.execute(
-                operation.query,
-                variable_values=operation.variables,
-                context_value=await view.get_context(request),
-                operation_name=operation.operation_name,
-                allowed_operation_types=POST_OPERATIONS,
-                operation_extensions=operation.extensions,
-            )
-        except CannotGetOperationTypeError as exc:
-            refusal = PlainTextResponse(exc.as_http_error_reason(), status_code=400)
-            await refusal(request.scope, request.receive, send)
-            return
-        except InvalidOperationTypeError as exc:  # not for POST today; as the view answers it
-            refusal = PlainTextResponse(exc.as_http_error_reason("POST"), status_code=400)
-            await refusal(request.scope, request.receive, send)
-            return
-        encoded = view.encode_json(await view.process_result(request, result))
-        body = encoded.encode() if isinstance(encoded, str) else encoded
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode()), JSON_RESPONSE_TYPE],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _error_response(error: MemvaultError, status: int, request_id: str) -> JSONResponse:

@@ -17,8 +17,9 @@ from starlette.routing import Route
 from app.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect
 from app.db.indexes import ensure_indexes
 from app.db.purge import purge
-from app.endpoint import GraphQLApp, GraphQLEndpoint
+from app.endpoint import GraphQLEndpoint
 from app.schema import build_schema
+from app.schema.view import GraphQLApp
 from app.security import Authenticator
 
 if TYPE_CHECKING:

@@ -15,8 +15,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.endpoint import GraphQLApp, GraphQLEndpoint, plain_operation
+from app.endpoint import GraphQLEndpoint
 from app.main import create_app
+from app.schema.view import GraphQLApp, plain_operation
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
