@@ -162,3 +162,13 @@ def test_plain_operation_takes_only_well_formed_json_operations() -> None:
         "any accept",
         "mutation error",
     }
+
+
+@pytest.mark.parametrize("payload", [b'"{ __typename }"', b"5", b"null", b"true"])
+async def test_json_body_that_is_not_an_object_is_a_400(
+    clients: dict[str, httpx.AsyncClient], payload: bytes
+) -> None:
+    """Strawberry's view failed on these with a 500; both ways now refuse them."""
+    response = await clients["direct"].post("/graphql", content=payload, headers=JSON)
+    assert response.status_code == 400
+    assert response.text == "The request body must be a JSON object"
