@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from app.db.engine import connect
+from app.main import create_app
+from tests.conftest import GraphQLClient
+
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from pymongo import monitoring
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from tests.conftest import GraphQLClient
+    from app.config import Settings
 
 COLLECTIONS = ("users", "sessions", "memories")
 
@@ -54,6 +65,26 @@ LIST_USERS = """{ users(first: 100) { totalCount nodes { userId } } }"""
 LIST_SESSIONS = """query($user: String) {
   sessions(first: 100, filter: {userId: $user}) { totalCount nodes { sessionId } }
 }"""
+
+
+@contextlib.asynccontextmanager
+async def listened_app(
+    mongo_uri: str, settings: Settings, listener: monitoring.CommandListener
+) -> AsyncIterator[GraphQLClient]:
+    """The app on a client of its own that reports its commands to ``listener``, with a warm
+    key cache as in service (so what a test counts is the query's commands, not the auth
+    check's)."""
+    client = connect(mongo_uri, event_listeners=[listener])
+    app = create_app(dataclasses.replace(settings, auth_cache_seconds=60), client=client)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://memvault.test"
+            ) as http:
+                yield GraphQLClient(http)
+    finally:
+        await client.close()
 
 
 def _input(**fields: Any) -> dict[str, Any]:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
-from app.db.engine import connect
-from app.main import create_app
 from tests.conftest import GraphQLClient
+from tests.factories import listened_app
 
 NESTED = """{ users(first: 10) { nodes { userId sessions(first: 10) { nodes { sessionId memoryCount
     memories(last: 10) { nodes { content } } } } } } }"""
@@ -45,19 +42,9 @@ async def counted(
     mongo_uri: str, db: AsyncDatabase[dict[str, Any]], settings: Settings
 ) -> AsyncIterator[tuple[GraphQLClient, CommandCounter]]:
     counter = CommandCounter()
-    client = connect(mongo_uri, event_listeners=[counter])
-    # A warm key cache, as in service: this test counts the query's commands, not the auth check's.
-    app = create_app(dataclasses.replace(settings, auth_cache_seconds=60), client=client)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://memvault.test"
-            ) as http:
-                await GraphQLClient(http).ok("{ __typename }")
-                yield GraphQLClient(http), counter
-    finally:
-        await client.close()
+    async with listened_app(mongo_uri, settings, counter) as gql:
+        await gql.ok("{ __typename }")
+        yield gql, counter
 
 
 async def seed(gql: GraphQLClient, *, users: int, sessions: int, memories: int, tag: str) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from graphql import FieldNode, OperationDefinitionNode, parse
@@ -14,11 +12,10 @@ from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
-from app.db.engine import connect
-from app.main import create_app
 from app.schema import lookahead, schema
 from app.schema.lookahead import MEMORY_KEYS, MEMORY_SOURCES, fields_under
 from tests.conftest import GraphQLClient
+from tests.factories import listened_app
 
 ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) { session { sessionId } } }"""
 
@@ -59,31 +56,23 @@ async def watched(
     mongo_uri: str, db: AsyncDatabase[dict[str, Any]], settings: Settings
 ) -> AsyncIterator[tuple[GraphQLClient, MemoryReads]]:
     reads = MemoryReads()
-    client = connect(mongo_uri, event_listeners=[reads])
-    app = create_app(dataclasses.replace(settings, auth_cache_seconds=60), client=client)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                gql = GraphQLClient(http)
-                await gql.ok('mutation { createUser(input: {userId: "la-user"}) { userId } }')
-                for s in range(3):
-                    memories = [
-                        {
-                            "roleType": "USER",
-                            "role": f"r{m}",
-                            "content": f"s{s}-m{m}",
-                            "metadata": {"n": m},
-                            "tokenCount": m,
-                        }
-                        for m in range(4)
-                    ]
-                    session = {"sessionId": f"la-{s}", "userId": "la-user", "memories": memories}
-                    await gql.ok(ADD, {"input": session})
-                reads.projections.clear()
-                yield gql, reads
-    finally:
-        await client.close()
+    async with listened_app(mongo_uri, settings, reads) as gql:
+        await gql.ok('mutation { createUser(input: {userId: "la-user"}) { userId } }')
+        for s in range(3):
+            memories = [
+                {
+                    "roleType": "USER",
+                    "role": f"r{m}",
+                    "content": f"s{s}-m{m}",
+                    "metadata": {"n": m},
+                    "tokenCount": m,
+                }
+                for m in range(4)
+            ]
+            session = {"sessionId": f"la-{s}", "userId": "la-user", "memories": memories}
+            await gql.ok(ADD, {"input": session})
+        reads.projections.clear()
+        yield gql, reads
 
 
 def test_every_memory_field_has_its_sources() -> None:
