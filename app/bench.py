@@ -360,7 +360,7 @@ class Bench:
             if floor is not None:
                 floor_latencies += await self.floor_samples(
                     floor,
-                    requests=max(20, min(len(round_latencies) + round_errors, 2000)),
+                    requests=max(20, min(round_requests, 2000)),
                     duration=self.duration / rounds,
                 )
         requests = len(latencies) + errors

@@ -64,8 +64,9 @@ class GraphQLEndpoint:
             unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
             await _error_response(unavailable, 503, request_id)(scope, receive, send)
             return
+        payload = bytes(body)
         if self.lean and request.method == "POST":
-            operation = plain_operation(headers, bytes(body), self.view.decode_json)
+            operation = plain_operation(headers, payload, self.view.decode_json)
             if operation is not None:
                 await self.view.answer(request, operation, send)
                 return
@@ -76,7 +77,7 @@ class GraphQLEndpoint:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return {"type": "http.request", "body": payload, "more_body": False}
 
         await self.view(scope, replay, send)
 
