@@ -28,7 +28,9 @@ DOCUMENT_CACHE_SIZE = 512
 
 
 class MemvaultSchema(strawberry.Schema):
-    """Logs only unexpected errors, with the request id the client is shown."""
+    """Logs only unexpected errors, with the request id the client is shown, then drops their
+    tracebacks: their frames refer to the executor, which refers to the errors, a cycle that
+    would keep the whole request alive until the next garbage collection."""
 
     documents: DocumentStore
 
@@ -45,6 +47,20 @@ class MemvaultSchema(strawberry.Schema):
                     error_code(error),
                     exc_info=error.original_error or error,
                 )
+            _drop_tracebacks(error)
+
+
+def _drop_tracebacks(error: BaseException) -> None:
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += [current.__cause__, current.__context__]
+        pending.append(getattr(current, "original_error", None))
 
 
 def build_schema(settings: Settings | None = None) -> MemvaultSchema:

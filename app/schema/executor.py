@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import inspect
 import operator
+import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import strawberry
 from graphql import (
     GraphQLEnumType,
     GraphQLObjectType,
+    GraphQLResolveInfoHelpers,
     GraphQLScalarType,
     Undefined,
     get_nullable_type,
@@ -62,6 +64,9 @@ SERIALISED = "memvault.serialised"
 """Key of a Strawberry field's ``metadata``: a function of the parent returning the field's
 serialised value in one step, exactly what its resolver then its scalar's ``serialize`` return
 (a timestamp's text from its milliseconds, without a ``datetime`` in between)."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MISS = object()
 """What a shortcut returns when graphql-core must handle the value itself."""
@@ -200,11 +205,30 @@ def _as_is(value: Any) -> Any:
 Shortcut = PlainLeaf | TypeName
 
 
+def _weakly(method: Callable[P, R]) -> Callable[P, R]:
+    """``method``, without keeping its object alive."""
+    ref, name = weakref.WeakMethod(method), method.__qualname__
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        bound = ref()
+        if bound is None:
+            raise ReferenceError(f"{name}: its object is gone")
+        return bound(*args, **kwargs)
+
+    return call
+
+
 class Executor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, completing plain leaves without graphql-core's per-field work."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # graphql-core's helpers hold bound methods of the executor: a reference cycle that kept
+        # every request's objects (context, loaders, documents, about 180 of them for a window)
+        # alive until the next garbage collection, whose cost then grew with them.
+        self.async_helpers = GraphQLResolveInfoHelpers(
+            gather=_weakly(self.gather_async_work), track=_weakly(self.track_async_work)
+        )
         middleware = self.middleware_manager
         self._shortcuts_on = middleware is None or not middleware.middlewares
         # Per grouped field set (kept alive with it): the shortcut of each field, or None.
