@@ -6,8 +6,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import strawberry
+from graphql import ExecutionResult as GraphQLCoreResult
+from graphql import GraphQLError, execute, specified_rules
+from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from app.config import Settings
 from app.schema.document_cache import DocumentCache, DocumentStore
@@ -18,7 +25,9 @@ from app.schema.query import Query
 from app.schema.types import SCALARS, Memory, Session, User
 
 if TYPE_CHECKING:
-    from graphql import ASTValidationRule, GraphQLError
+    from collections.abc import Collection
+
+    from graphql import ASTValidationRule, DocumentNode
     from strawberry.types import ExecutionContext
 
 log = logging.getLogger("memvault.graphql")
@@ -27,17 +36,84 @@ log = logging.getLogger("memvault.graphql")
 DOCUMENT_CACHE_SIZE = 512
 
 
+SPECIFIED_RULES = tuple(specified_rules)
+
+
 class MemvaultSchema(strawberry.Schema):
-    """Logs only unexpected errors, with the request id the client is shown, then drops their
-    tracebacks: their frames refer to the executor, which refers to the errors, a cycle that
-    would keep the whole request alive until the next garbage collection."""
+    """Strawberry's schema with :meth:`execute_lean`, logging only unexpected errors."""
 
     documents: DocumentStore
+
+    async def execute_lean(
+        self,
+        query: str,
+        *,
+        variable_values: dict[str, Any] | None,
+        context_value: Any,
+        operation_name: str | None,
+        allowed_operation_types: Collection[OperationType],
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """What :meth:`execute` answers, without Strawberry's per-request extension machinery.
+
+        The schema's one extension only serves parse and validation results from
+        :attr:`documents`; this does the same directly, then runs graphql-core's ``execute`` with
+        exactly the arguments Strawberry passes (the operation name included: for a document
+        without one, Strawberry names its first operation). It raises as :meth:`execute` does.
+        ``tests/test_endpoint.py`` checks the two give the same answers.
+        """
+        try:
+            document = self.documents.parse(query)
+        except Exception as exc:  # a GraphQLError for bad syntax or too many tokens
+            return self._failed([_as_graphql_error(exc)], context_value)
+        name = operation_name if operation_name is not None else _first_operation_name(document)
+        try:
+            operation_type = get_operation_type(document, name)
+        except RuntimeError as exc:
+            raise CannotGetOperationTypeError(name) from exc
+        if operation_type not in allowed_operation_types:
+            raise InvalidOperationTypeError(operation_type)
+        invalid = self.documents.errors(query, self._schema, SPECIFIED_RULES)
+        if invalid:
+            return self._failed(invalid, context_value)
+        try:
+            outcome = execute(
+                self._schema,
+                document,
+                variable_values=variable_values,
+                operation_name=name,
+                context_value=context_value,
+                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # as Strawberry
+                executor_class=self.execution_context_class,
+                operation_extensions=operation_extensions,
+            )
+            result = outcome if isinstance(outcome, GraphQLCoreResult) else await outcome
+        except Exception as exc:  # Strawberry answers these as errors too
+            return self._failed([_as_graphql_error(exc)], context_value)
+        if result.errors:
+            self._report(result.errors, context_value)
+        return ExecutionResult(data=result.data, errors=result.errors)
+
+    def _failed(self, errors: list[GraphQLError], context: Any) -> ExecutionResult:
+        self._report(errors, context)
+        return ExecutionResult(data=None, errors=errors)
+
+    def _report(self, errors: list[GraphQLError], context: Any) -> None:
+        """As Strawberry's ``_process_errors``: field suggestions out, then the log."""
+        if self.config.disable_field_suggestions:
+            for error in errors:
+                self.remove_field_suggestion(error)
+        self.log_errors(errors, context)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        context: Any = execution_context.context if execution_context else None
+        self.log_errors(errors, execution_context.context if execution_context else None)
+
+    def log_errors(self, errors: list[GraphQLError], context: Any) -> None:
+        """Log the unexpected errors, with the request id the client is shown, then drop every
+        error's traceback: its frames refer to the executor, which refers to the errors, a cycle
+        that would keep the whole request alive until the next garbage collection."""
         request_id = getattr(context, "request_id", "-")
         for error in errors:
             if not is_expected(error):
@@ -48,6 +124,17 @@ class MemvaultSchema(strawberry.Schema):
                     exc_info=error.original_error or error,
                 )
             _drop_tracebacks(error)
+
+
+def _as_graphql_error(error: Exception) -> GraphQLError:
+    return (
+        error if isinstance(error, GraphQLError) else GraphQLError(str(error), original_error=error)
+    )
+
+
+def _first_operation_name(document: DocumentNode) -> str | None:
+    first = get_first_operation(document)
+    return first.name.value if first is not None and first.name else None
 
 
 def _drop_tracebacks(error: BaseException) -> None:
@@ -87,6 +174,8 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
         execution_context_class=Executor,
     )
     built.documents = documents
+    # execute_lean stands in for the extensions' work: it knows this one only
+    assert all(isinstance(extension, DocumentCache) for extension in built.get_extensions())
     optimise(built)
     return built
 
