@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -11,6 +12,7 @@ from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
+from app.schema.loaders import LOADERS, DataLoaders
 from tests.conftest import GraphQLClient
 from tests.factories import listened_app
 
@@ -174,3 +176,19 @@ async def test_recent_window_prefetch_matches_the_plain_path(
     assert await gql.ok(WINDOW, {"id": "missing", "n": 3}) == {"session": None}
     await gql.ok('mutation { deleteSession(sessionId: "p-u0-s0") { deleted } }')
     assert await gql.ok(WINDOW, {"id": "p-u0-s0", "n": 3}) == {"session": None}
+
+
+async def test_forget_drops_what_every_built_loader_cached() -> None:
+    built_on_use = {
+        name for name, value in vars(DataLoaders).items() if isinstance(value, cached_property)
+    }
+    assert set(LOADERS) == built_on_use
+    loaders = DataLoaders(db=cast("AsyncDatabase[dict[str, Any]]", None), project_id="p")
+    assert loaders.__dict__.keys() == {"db", "project_id"}  # nothing built before its first use
+    primed = LOADERS[::2]
+    for name in primed:
+        getattr(loaders, name).prime("key", "row")
+    loaders.forget()
+    assert {name for name in LOADERS if name in loaders.__dict__} == set(primed)
+    for name in primed:
+        assert getattr(loaders, name).cache_map.get("key") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -51,33 +51,52 @@ def _in_key_order(
     return load
 
 
-@dataclass
 class DataLoaders:
-    """Fresh for every request; bound to the request's project."""
+    """Fresh for every request and bound to its project; each loader is built on first use."""
 
-    db: AsyncDatabase[Doc]
-    project_id: str
-    user: DataLoader[str, Doc | None] = field(init=False)
-    session: DataLoader[str, Doc | None] = field(init=False)
-    memory: DataLoader[str, Doc | None] = field(init=False)
-    sessions_of_user: DataLoader[WindowKey, list[Doc]] = field(init=False)
-    memories_of_session: DataLoader[WindowKey, list[Doc]] = field(init=False)
-    session_count_of_user: DataLoader[str, int] = field(init=False)
+    def __init__(self, *, db: AsyncDatabase[Doc], project_id: str) -> None:
+        self.db = db
+        self.project_id = project_id
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def user(self) -> DataLoader[str, Doc | None]:
         db, project = self.db, self.project_id
 
         async def user_docs(ids: Sequence[str]) -> dict[str, Doc | None]:
             return dict(await users.get_users(db, project_id=project, user_ids=ids))
 
+        return DataLoader(_in_key_order(user_docs, None))
+
+    @cached_property
+    def session(self) -> DataLoader[str, Doc | None]:
+        db, project = self.db, self.project_id
+
         async def session_docs(ids: Sequence[str]) -> dict[str, Doc | None]:
             return dict(await sessions.get_sessions(db, project_id=project, session_ids=ids))
+
+        return DataLoader(_in_key_order(session_docs, None))
+
+    @cached_property
+    def memory(self) -> DataLoader[str, Doc | None]:
+        db, project = self.db, self.project_id
 
         async def memory_docs(ids: Sequence[str]) -> dict[str, Doc | None]:
             return dict(await memories.get_memories(db, project_id=project, uuids=ids))
 
+        return DataLoader(_in_key_order(memory_docs, None))
+
+    @cached_property
+    def session_count_of_user(self) -> DataLoader[str, int]:
+        db, project = self.db, self.project_id
+
         async def session_counts(ids: Sequence[str]) -> dict[str, int]:
             return await sessions.count_sessions_of_users(db, project_id=project, user_ids=ids)
+
+        return DataLoader(_in_key_order(session_counts, 0))
+
+    @cached_property
+    def sessions_of_user(self) -> DataLoader[WindowKey, list[Doc]]:
+        db, project = self.db, self.project_id
 
         async def sessions_window(
             ids: Sequence[str], window: Window, fields: Fields
@@ -86,6 +105,12 @@ class DataLoaders:
                 db, project_id=project, user_ids=ids, window=window
             )
 
+        return DataLoader(_by_window(sessions_window))
+
+    @cached_property
+    def memories_of_session(self) -> DataLoader[WindowKey, list[Doc]]:
+        db, project = self.db, self.project_id
+
         async def memories_window(
             ids: Sequence[str], window: Window, fields: Fields
         ) -> dict[str, list[Doc]]:
@@ -93,21 +118,21 @@ class DataLoaders:
                 db, project_id=project, session_ids=ids, window=window, fields=fields
             )
 
-        self.user = DataLoader(_in_key_order(user_docs, None))
-        self.session = DataLoader(_in_key_order(session_docs, None))
-        self.memory = DataLoader(_in_key_order(memory_docs, None))
-        self.session_count_of_user = DataLoader(_in_key_order(session_counts, 0))
-        self.sessions_of_user = DataLoader(_by_window(sessions_window))
-        self.memories_of_session = DataLoader(_by_window(memories_window))
+        return DataLoader(_by_window(memories_window))
 
     def forget(self) -> None:
         """Drop cached rows after a mutation, so what it returns is read fresh."""
-        for loader in (
-            self.user,
-            self.session,
-            self.memory,
-            self.sessions_of_user,
-            self.memories_of_session,
-            self.session_count_of_user,
-        ):
-            loader.clear_all()
+        for name in LOADERS:
+            loader: DataLoader[object, object] | None = self.__dict__.get(name)
+            if loader is not None:
+                loader.clear_all()
+
+
+LOADERS = (
+    "user",
+    "session",
+    "memory",
+    "session_count_of_user",
+    "sessions_of_user",
+    "memories_of_session",
+)
