@@ -49,9 +49,10 @@ JSON_RESPONSE_TYPE = (b"content-type", b"application/json")
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context and error contract, and :meth:`answer`."""
 
+    schema: MemvaultSchema
+
     def __init__(self, schema: MemvaultSchema, **options: Any) -> None:
         super().__init__(schema, **options)
-        self.lean_schema = schema
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -110,7 +111,7 @@ class GraphQLApp(GraphQL[Context, None]):
     async def answer(self, request: Request, operation: Operation, send: Send) -> None:
         """Execute one plain operation and send its JSON result, as :meth:`run` would."""
         try:
-            result = await self.lean_schema.execute_lean(
+            result = await self.schema.execute_lean(
                 operation.query,
                 variable_values=operation.variables,
                 context_value=await self.get_context(request),
