@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from functools import cached_property
 from typing import Any, cast
 
 import pytest
@@ -179,10 +178,14 @@ async def test_recent_window_prefetch_matches_the_plain_path(
 
 
 async def test_forget_drops_what_every_built_loader_cached() -> None:
-    built_on_use = {
-        name for name, value in vars(DataLoaders).items() if isinstance(value, cached_property)
+    assert set(LOADERS) == {
+        "user",
+        "session",
+        "memory",
+        "session_count_of_user",
+        "sessions_of_user",
+        "memories_of_session",
     }
-    assert set(LOADERS) == built_on_use
     loaders = DataLoaders(db=cast("AsyncDatabase[dict[str, Any]]", None), project_id="p")
     assert loaders.__dict__.keys() == {"db", "project_id"}  # nothing built before its first use
     primed = LOADERS[::2]

@@ -128,11 +128,7 @@ class DataLoaders:
                 loader.clear_all()
 
 
-LOADERS = (
-    "user",
-    "session",
-    "memory",
-    "session_count_of_user",
-    "sessions_of_user",
-    "memories_of_session",
+LOADERS = tuple(
+    name for name, value in vars(DataLoaders).items() if isinstance(value, cached_property)
 )
+"""The names of the loaders, each built on first use."""
