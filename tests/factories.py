@@ -7,6 +7,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pymongo import monitoring
 
 from app.db.engine import connect
 from app.main import create_app
@@ -15,7 +16,6 @@ from tests.conftest import GraphQLClient
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from pymongo import monitoring
     from pymongo.asynchronous.database import AsyncDatabase
 
     from app.config import Settings
@@ -65,6 +65,23 @@ LIST_USERS = """{ users(first: 100) { totalCount nodes { userId } } }"""
 LIST_SESSIONS = """query($user: String) {
   sessions(first: 100, filter: {userId: $user}) { totalCount nodes { sessionId } }
 }"""
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the database commands the app sends (not the handshake or monitoring)."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in {"hello", "ismaster", "isMaster", "endSessions"}:
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 @contextlib.asynccontextmanager

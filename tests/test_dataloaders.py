@@ -7,35 +7,17 @@ from typing import Any, cast
 
 import pytest
 import pytest_asyncio
-from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
 from app.schema.loaders import LOADERS, DataLoaders
 from tests.conftest import GraphQLClient
-from tests.factories import listened_app
+from tests.factories import CommandCounter, listened_app
 
 NESTED = """{ users(first: 10) { nodes { userId sessions(first: 10) { nodes { sessionId memoryCount
     memories(last: 10) { nodes { content } } } } } } }"""
 ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) { session { sessionId } } }"""
 CREATE_USER = """mutation($id: String!) { createUser(input: {userId: $id}) { userId } }"""
-
-
-class CommandCounter(monitoring.CommandListener):
-    """Counts the database commands the app sends (not the handshake or monitoring)."""
-
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in {"hello", "ismaster", "isMaster", "endSessions"}:
-            self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest_asyncio.fixture(loop_scope="session")

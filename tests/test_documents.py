@@ -8,7 +8,7 @@ import pytest
 
 from app.db.documents import aggregate_bounded
 from app.db.engine import connect
-from tests.test_dataloaders import CommandCounter
+from tests.factories import CommandCounter
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
