@@ -1,5 +1,5 @@
-"""``python -m app`` runs the ``memvault`` command."""
+"""``python -m memvault`` runs the ``memvault`` command."""
 
-from app.cli import main
+from memvault.cli import main
 
 main()

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pymongo import ReturnDocument
 
-from app.db import memories as memory_repo
-from app.db import users as user_repo
-from app.db.documents import union_pipeline
-from app.db.engine import EmbeddedEngine, connect, free_port
-from app.db.indexes import ensure_indexes
-from app.db.memories import NewMemory
+from memvault.db import memories as memory_repo
+from memvault.db import users as user_repo
+from memvault.db.documents import union_pipeline
+from memvault.db.engine import EmbeddedEngine, connect, free_port
+from memvault.db.indexes import ensure_indexes
+from memvault.db.memories import NewMemory
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -106,7 +106,7 @@ class Server:
         }
         self.log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=self.log,

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from app.config import Settings, SettingsError
-from app.errors import MemvaultError
+from memvault.config import Settings, SettingsError
+from memvault.errors import MemvaultError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from app.db.documents import Doc
+    from memvault.db.documents import Doc
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -39,6 +39,7 @@ def _configure_logging(level: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="memvault", prog_name="memvault")
 def main() -> None:
     """memvault: a memory store for AI chat agents, served as a GraphQL API."""
 
@@ -50,7 +51,7 @@ def serve(host: str | None, port: int | None) -> None:
     """Run the GraphQL API (on the embedded engine when MEMVAULT_MONGODB_URI is unset)."""
     import uvicorn
 
-    from app.main import create_app
+    from memvault.main import create_app
 
     settings = _settings(host=host, port=port)
     _configure_logging(settings.log_level)
@@ -89,7 +90,7 @@ def serve(host: str | None, port: int | None) -> None:
 )
 def export_schema(output: Path | None) -> None:
     """Print the GraphQL SDL (the content of schema.graphql)."""
-    from app.schema import schema
+    from memvault.schema import schema
 
     sdl = schema.as_str() + "\n"
     if output is None:
@@ -109,7 +110,7 @@ def purge_command(older_than: int | None) -> None:
     seconds = settings.purge_after if older_than is None else older_than
     if seconds < 0:
         raise click.BadParameter("must be >= 0", param_hint="--older-than")
-    from app.db.purge import purge
+    from memvault.db.purge import purge
 
     async def run(db: AsyncDatabase[Doc]) -> dict[str, int]:
         return await purge(db, older_than_ms=seconds * 1000)
@@ -146,7 +147,7 @@ def bench(
     as_json: bool,
 ) -> None:
     """Measure request cost over HTTP against the database's own floor."""
-    from app.bench import Sizes, render_table, run_bench
+    from memvault.bench import Sizes, render_table, run_bench
 
     if duration <= 0 or concurrency < 1 or min(users, sessions_per_user, memories_per_session) < 1:
         raise click.BadParameter("durations, counts and sizes must be positive")
@@ -181,8 +182,8 @@ def keys() -> None:
 @click.option("--name", default="", help="A label to recognise the key by.")
 def keys_create(project: str, scope: str, name: str) -> None:
     """Create a key and print it (it cannot be shown again)."""
-    from app.db import api_keys
-    from app.validation import check_id
+    from memvault.db import api_keys
+    from memvault.validation import check_id
 
     settings = _settings()
     try:
@@ -203,7 +204,7 @@ def keys_create(project: str, scope: str, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
 def keys_list(as_json: bool) -> None:
     """List keys: id, project, scope, name, created, revoked (never the key)."""
-    from app.db import api_keys
+    from memvault.db import api_keys
 
     rows = _with_database(_settings(), api_keys.list_keys)
     for row in rows:
@@ -233,7 +234,7 @@ def keys_list(as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by id (servers notice within MEMVAULT_AUTH_CACHE_SECONDS)."""
-    from app.db import api_keys
+    from memvault.db import api_keys
 
     async def revoke(db: AsyncDatabase[Doc]) -> Doc:
         return await api_keys.revoke_key(db, key_id=key_id)
@@ -250,7 +251,7 @@ T = TypeVar("T")
 
 def _with_database(settings: Settings, work: Callable[[AsyncDatabase[Doc]], Awaitable[T]]) -> T:
     """Run ``work`` on the command's database (see ``database_for_command``)."""
-    from app.db.engine import EngineError, database_for_command
+    from memvault.db.engine import EngineError, database_for_command
 
     async def run() -> T:
         async with database_for_command(settings) as db:

@@ -8,13 +8,13 @@ from pymongo.errors import PyMongoError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
-from app.schema.view import GraphQLApp, plain_operation, request_id_of
+from memvault.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
+from memvault.schema.view import GraphQLApp, plain_operation, request_id_of
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
 
-    from app.main import Runtime
+    from memvault.main import Runtime
 
 
 class GraphQLEndpoint:

@@ -14,13 +14,13 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from app.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect
-from app.db.indexes import ensure_indexes
-from app.db.purge import purge
-from app.endpoint import GraphQLEndpoint
-from app.schema import build_schema
-from app.schema.view import GraphQLApp
-from app.security import Authenticator
+from memvault.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect
+from memvault.db.indexes import ensure_indexes
+from memvault.db.purge import purge
+from memvault.endpoint import GraphQLEndpoint
+from memvault.schema import build_schema
+from memvault.schema.view import GraphQLApp
+from memvault.security import Authenticator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
     from starlette.requests import Request
 
-    from app.config import Settings
-    from app.db.documents import Doc
+    from memvault.config import Settings
+    from memvault.db.documents import Doc
 
 log = logging.getLogger("memvault")
 

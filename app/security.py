@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.db import api_keys
-from app.errors import Forbidden, Unauthenticated
+from memvault.db import api_keys
+from memvault.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from app.db.documents import Doc
+    from memvault.db.documents import Doc
 
 DEFAULT_PROJECT = "default"
 SCOPES = ("read", "write", "admin")  # each includes the ones before it

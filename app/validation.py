@@ -7,10 +7,10 @@ import math
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
-from app.errors import BadUserInput
+from memvault.errors import BadUserInput
 
 if TYPE_CHECKING:
-    from app.config import Settings
+    from memvault.config import Settings
 
 
 def _has_control(value: str) -> bool:

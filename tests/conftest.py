@@ -15,8 +15,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.config import Settings
-from app.db.engine import EmbeddedEngine, connect
+from memvault.config import Settings
+from memvault.db.engine import EmbeddedEngine, connect
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -81,7 +81,7 @@ async def http(
     settings: Settings, mongo_client: AsyncMongoClient[dict[str, Any]]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app in process, with the app's lifespan run around it."""
-    from app.main import create_app
+    from memvault.main import create_app
 
     app = create_app(settings, client=mongo_client)
     async with app.router.lifespan_context(app):

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pymongo import monitoring
 
-from app.db.engine import connect
-from app.main import create_app
+from memvault.db.engine import connect
+from memvault.main import create_app
 from tests.conftest import GraphQLClient
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from app.config import Settings
+    from memvault.config import Settings
 
 COLLECTIONS = ("users", "sessions", "memories")
 

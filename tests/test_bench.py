@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from app.bench import WireClient
+from memvault.bench import WireClient
 
 FIELDS = {
     "requests", "errors", "rps", "p50_ms", "p99_ms", "db_commands_per_request",
@@ -22,7 +22,7 @@ FIELDS = {
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
 def test_bench_reports_every_scenario_as_json() -> None:
     command = [
-        sys.executable, "-m", "app", "bench", "--json", "--duration", "0.5", "--concurrency", "2",
+        sys.executable, "-m", "memvault", "bench", "--json", "--duration", "0.5", "--concurrency", "2",
         "--users", "2", "--sessions-per-user", "2", "--memories-per-session", "3", "--growth", "30",
     ]  # fmt: skip
     uri = os.environ.get("MEMVAULT_MONGODB_URI")
@@ -44,7 +44,7 @@ def test_bench_reports_every_scenario_as_json() -> None:
 
 
 def test_bench_table_for_people() -> None:
-    from app.bench import render_table
+    from memvault.bench import render_table
 
     row = dict.fromkeys(FIELDS, 1.0) | {"requests": 3, "errors": 0}
     report = {

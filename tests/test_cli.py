@@ -17,10 +17,10 @@ import click
 import pytest
 from pymongo import MongoClient
 
-from app.cli import main as cli_main
-from app.db.documents import now_ms
-from app.db.engine import EmbeddedEngine
-from app.db.purge import purge
+from memvault.cli import main as cli_main
+from memvault.db.documents import now_ms
+from memvault.db.engine import EmbeddedEngine
+from memvault.db.purge import purge
 
 EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
 COMMANDS = ["serve", "export-schema", "purge", "keys", "bench"]  # DESIGN.md's commands
@@ -87,7 +87,7 @@ def test_each_command_has_help(path: list[str]) -> None:
 
 def test_python_dash_m_app_works() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "--help"],
+        [sys.executable, "-m", "memvault", "--help"],
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -99,7 +99,7 @@ def test_python_dash_m_app_works() -> None:
 
 
 def test_export_schema_prints_the_sdl() -> None:
-    from app.schema import schema
+    from memvault.schema import schema
 
     result = run(["export-schema"])
     assert result.returncode == 0, result.stderr
@@ -108,7 +108,7 @@ def test_export_schema_prints_the_sdl() -> None:
 
 
 def test_export_schema_writes_a_file(tmp_path: Path) -> None:
-    from app.schema import schema
+    from memvault.schema import schema
 
     target = tmp_path / "schema.graphql"
     result = run(["export-schema", "--output", str(target)])

@@ -1,4 +1,4 @@
-"""The sync client (``app.client.MemvaultClient``) against a live server over real TCP.
+"""The sync client (``memvault.client.MemvaultClient``) against a live server over real TCP.
 
 Every method is exercised against the real application on the test run's database server; retry
 behaviour against a proxy that drops a connection after the server did the work, and against
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from app.client import (
+from memvault.client import (
     ROLE_TYPES,
     AlreadyExistsError,
     APIError,
@@ -36,7 +36,7 @@ from app.client import (
     UpdateUserRequest,
     User,
 )
-from app.db.engine import free_port
+from memvault.db.engine import free_port
 from tests.test_client_support import DroppingProxy, LiveServer, live_server, uid
 
 if TYPE_CHECKING:
@@ -69,11 +69,11 @@ def is_utc(value: datetime | None) -> bool:
 
 
 def test_both_clients_and_the_models_import_from_the_package() -> None:
-    import app.client
+    import memvault.client
 
     for name in ("MemvaultClient", "AsyncMemvaultClient", "Session", "User", "Message"):
-        assert name in app.client.__all__
-    assert {"CreateUserRequest", "UpdateUserRequest", "Memory"} <= set(app.client.__all__)
+        assert name in memvault.client.__all__
+    assert {"CreateUserRequest", "UpdateUserRequest", "Memory"} <= set(memvault.client.__all__)
     assert APIError is MemvaultClientError
     assert AsyncMemvaultClient is not MemvaultClient
 
@@ -523,7 +523,7 @@ def scripted(*steps: Any) -> tuple[httpx.MockTransport, list[httpx.Request]]:
 
 def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     sleeps: list[float] = []
-    monkeypatch.setattr("app.client.transport.time.sleep", sleeps.append)
+    monkeypatch.setattr("memvault.client.transport.time.sleep", sleeps.append)
     return sleeps
 
 
@@ -586,7 +586,7 @@ def test_creates_and_deletes_are_retried_only_when_they_surely_did_not_run(
 
 
 def test_requests_carry_the_key_and_one_document_from_documents_py() -> None:
-    from app.client import documents
+    from memvault.client import documents
 
     transport, requests = scripted((200, {"data": {"user": None}}))
     with (

@@ -1,4 +1,4 @@
-"""The async client (``app.client.AsyncMemvaultClient``) against a live server over real TCP:
+"""The async client (``memvault.client.AsyncMemvaultClient``) against a live server over real TCP:
 every method, the ``a``-prefixed names of Zep's older SDK, chunked iteration while a task adds
 sessions, a retry after a dropped connection, and API keys."""
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.client import (
+from memvault.client import (
     AlreadyExistsError,
     AsyncMemvaultClient,
     AuthenticationError,
@@ -27,7 +27,7 @@ from app.client import (
     UpdateUserRequest,
     UserPage,
 )
-from app.db import api_keys
+from memvault.db import api_keys
 from tests.test_client_support import DroppingProxy, LiveServer, live_server, uid
 
 if TYPE_CHECKING:

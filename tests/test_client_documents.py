@@ -22,9 +22,9 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 
-from app.client import CreateUserRequest, Message, Session, UpdateUserRequest, documents
-from app.client import operations as ops
-from app.client.protocol import Call
+from memvault.client import CreateUserRequest, Message, Session, UpdateUserRequest, documents
+from memvault.client import operations as ops
+from memvault.client.protocol import Call
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "app" / "client"

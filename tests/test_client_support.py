@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from pymongo import MongoClient
 
-from app.config import Settings
-from app.main import create_app
+from memvault.config import Settings
+from memvault.main import create_app
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -30,7 +30,7 @@ import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.db.engine import free_port
+from memvault.db.engine import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -232,7 +232,7 @@ async def test_fifty_concurrent_metadata_merges_keep_every_key(
 
 
 def rfc7396(target: Any, patch: Any) -> Any:
-    """JSON Merge Patch as RFC 7396 section 2 writes it (the test's own, not app.db.merge)."""
+    """JSON Merge Patch as RFC 7396 section 2 writes it (the test's own, not memvault.db.merge)."""
     if isinstance(patch, dict):
         result = dict(target) if isinstance(target, dict) else {}
         for name, value in patch.items():
@@ -471,7 +471,7 @@ def served_env(**overrides: str) -> dict[str, str]:
 
 
 class ServedApp:
-    """One ``python -m app serve`` process on a free loopback port; its stderr goes to a file."""
+    """One ``python -m memvault serve`` process on a free loopback port; its stderr goes to a file."""
 
     def __init__(self, workdir: Path, env: dict[str, str], name: str = "serve") -> None:
         self.workdir = workdir
@@ -489,7 +489,7 @@ class ServedApp:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=log,

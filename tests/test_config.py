@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import PREFIX, Settings, SettingsError, settings_table
+from memvault.config import PREFIX, Settings, SettingsError, settings_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -9,8 +9,8 @@ import pytest
 import pytest_asyncio
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.config import Settings
-from app.schema.loaders import LOADERS, DataLoaders
+from memvault.config import Settings
+from memvault.schema.loaders import LOADERS, DataLoaders
 from tests.conftest import GraphQLClient
 from tests.factories import CommandCounter, listened_app
 

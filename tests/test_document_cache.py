@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.config import Settings
-from app.schema import build_schema
+from memvault.config import Settings
+from memvault.schema import build_schema
 
 QUERY = "{ __typename }"
 

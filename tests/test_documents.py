@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from app.db.documents import aggregate_bounded
-from app.db.engine import connect
+from memvault.db.documents import aggregate_bounded
+from memvault.db.engine import connect
 from tests.factories import CommandCounter
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.endpoint import GraphQLEndpoint
-from app.main import create_app
-from app.schema.view import GraphQLApp, plain_operation
+from memvault.endpoint import GraphQLEndpoint
+from memvault.main import create_app
+from memvault.schema.view import GraphQLApp, plain_operation
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
     from starlette.applications import Starlette
 
-    from app.config import Settings
+    from memvault.config import Settings
 
 JSON = {"content-type": "application/json"}
 TWO_OPERATIONS = "query A { __typename } query B { users(first: 1) { totalCount } }"

@@ -11,9 +11,9 @@ import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
 
-from app.schema import schema as memvault_schema
-from app.schema.executor import PLAIN_LEAF, Executor, optimise
-from app.schema.types import ms_to_datetime, serialize_datetime, serialize_ms
+from memvault.schema import schema as memvault_schema
+from memvault.schema.executor import PLAIN_LEAF, Executor, optimise
+from memvault.schema.types import ms_to_datetime, serialize_datetime, serialize_ms
 
 
 @strawberry.enum

@@ -26,7 +26,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.db.engine import EmbeddedEngine, connect
+from memvault.db.engine import EmbeddedEngine, connect
 from tests.conftest import GraphQLClient, snapshot
 from tests.test_concurrency import (
     ADD,

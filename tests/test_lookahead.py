@@ -11,9 +11,9 @@ from graphql import FieldNode, OperationDefinitionNode, parse
 from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.config import Settings
-from app.schema import lookahead, schema
-from app.schema.lookahead import MEMORY_KEYS, MEMORY_SOURCES, fields_under
+from memvault.config import Settings
+from memvault.schema import lookahead, schema
+from memvault.schema.lookahead import MEMORY_KEYS, MEMORY_SOURCES, fields_under
 from tests.conftest import GraphQLClient
 from tests.factories import listened_app
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.db.merge import merge_patch
+from memvault.db.merge import merge_patch
 from tests.conftest import GraphQLClient
 from tests.factories import (
     add,

@@ -18,12 +18,12 @@ import httpx
 import pytest_asyncio
 from pymongo import monitoring
 
-from app.config import Settings
-from app.db import api_keys
-from app.db.engine import connect
-from app.db.indexes import MONGODB_INDEXES, Index
-from app.db.purge import purge
-from app.main import create_app
+from memvault.config import Settings
+from memvault.db import api_keys
+from memvault.db.engine import connect
+from memvault.db.indexes import MONGODB_INDEXES, Index
+from memvault.db.purge import purge
+from memvault.main import create_app
 from tests.conftest import GraphQLClient
 from tests.test_readme import fenced
 

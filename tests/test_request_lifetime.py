@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from graphql.execution.executor import Executor as GraphQLCoreExecutor
 
-from app.schema.context import Context
-from app.schema.loaders import DataLoaders
+from memvault.schema.context import Context
+from memvault.schema.loaders import DataLoaders
 from tests.factories import add, create_session, create_user
 
 if TYPE_CHECKING:

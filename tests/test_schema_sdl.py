@@ -6,7 +6,7 @@ from pathlib import Path
 
 from graphql import build_schema
 
-from app.schema import schema
+from memvault.schema import schema
 
 SDL_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
 

@@ -12,9 +12,9 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.config import Settings
-from app.db import api_keys
-from app.main import create_app
+from memvault.config import Settings
+from memvault.db import api_keys
+from memvault.main import create_app
 from tests.conftest import GraphQLClient, snapshot
 
 Db = AsyncDatabase[dict[str, Any]]

@@ -1,6 +1,6 @@
 """`memvault serve` as a user runs it: a real process, real HTTP, real signals.
 
-Each test starts ``python -m app serve`` on a free port with its own data directory (the embedded
+Each test starts ``python -m memvault serve`` on a free port with its own data directory (the embedded
 engine) or, when the suite runs against an external MongoDB (``MEMVAULT_MONGODB_URI``), with that
 URI and a database of its own; tests about the embedded engine itself are skipped then.
 """
@@ -22,7 +22,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from app.db.engine import free_port
+from memvault.db.engine import free_port
 
 EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
 embedded_only = pytest.mark.skipif(
@@ -78,7 +78,7 @@ class Server:
     def start(self, *, wait: bool = True) -> Server:
         with self.log_path.open("ab") as err, self.out_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=out,
@@ -349,7 +349,7 @@ def test_purge_command_uses_the_running_servers_engine(
     }
     time.sleep(0.01)
     result = subprocess.run(
-        [sys.executable, "-m", "app", "purge", "--older-than", "0"],
+        [sys.executable, "-m", "memvault", "purge", "--older-than", "0"],
         cwd=server.workdir,
         env=serve_env,
         capture_output=True,

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
-from app.db.engine import EmbeddedEngine, connect
-from app.main import create_app
+from memvault.config import Settings
+from memvault.db.engine import EmbeddedEngine, connect
+from memvault.main import create_app
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MEMVAULT_MONGODB_URI")), reason="stops and starts its own embedded engine"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from app.client import AsyncMemvaultClient, MemvaultClient, NotFoundError
+from memvault.client import AsyncMemvaultClient, MemvaultClient, NotFoundError
 from tests.test_client_support import live_server
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def test_the_section_sits_before_the_choices() -> None:
     blocks = python_blocks()
     assert len(blocks) >= 5
     imports = [line for b in blocks for line in b.splitlines() if "import" in line]
-    assert all("app.client" in line or line == "import asyncio" for line in imports), imports
+    assert all("memvault.client" in line or line == "import asyncio" for line in imports), imports
 
 
 def test_the_examples_run_in_order(server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """A Python client for memvault with the shape of Zep's SDK, sync and async.
 
-    from app.client import MemvaultClient, Message, Session
+    from memvault.client import MemvaultClient, Message, Session
 
     with MemvaultClient(base_url="http://127.0.0.1:8000") as client:
         client.memory.add_session(Session(session_id="s1", user_id=None))
@@ -11,8 +11,8 @@ It speaks memvault's GraphQL API (every document it sends is in ``documents.py``
 pooled httpx connection per client.
 """
 
-from app.client.client import AsyncMemvaultClient, MemvaultClient
-from app.client.errors import (
+from memvault.client.client import AsyncMemvaultClient, MemvaultClient
+from memvault.client.errors import (
     AlreadyExistsError,
     APIError,
     AuthenticationError,
@@ -28,7 +28,7 @@ from app.client.errors import (
     ServiceUnavailableError,
     UnexpectedResponseError,
 )
-from app.client.models import (
+from memvault.client.models import (
     ROLE_TYPES,
     CreateUserRequest,
     Memory,

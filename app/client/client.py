@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from app.client import protocol
-from app.client.memory import AsyncMemoryClient, MemoryClient
-from app.client.operations import DEFAULT_PAGE_SIZE
-from app.client.transport import AsyncTransport, SyncTransport
-from app.client.user import AsyncUserClient, UserClient
+from memvault.client import protocol
+from memvault.client.memory import AsyncMemoryClient, MemoryClient
+from memvault.client.operations import DEFAULT_PAGE_SIZE
+from memvault.client.transport import AsyncTransport, SyncTransport
+from memvault.client.user import AsyncUserClient, UserClient
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.client import operations as ops
+from memvault.client import operations as ops
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 
-    from app.client.models import Memory, Message, Session, SessionPage
-    from app.client.transport import AsyncTransport, SyncTransport
+    from memvault.client.models import Memory, Message, Session, SessionPage
+    from memvault.client.transport import AsyncTransport, SyncTransport
 
 
 class MemoryClient:

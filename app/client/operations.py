@@ -14,8 +14,8 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from app.client.errors import NotFoundError
-from app.client.models import (
+from memvault.client.errors import NotFoundError
+from memvault.client.models import (
     CreateUserRequest,
     Memory,
     Message,
@@ -26,7 +26,7 @@ from app.client.models import (
     UserPage,
     normalize_role_type,
 )
-from app.client.protocol import Call
+from memvault.client.protocol import Call
 
 T = TypeVar("T")
 Op = Generator[Call, dict[str, Any], T]

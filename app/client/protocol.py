@@ -14,8 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from app.client import documents
-from app.client.errors import (
+from memvault.client import documents
+from memvault.client.errors import (
     MemvaultClientError,
     MemvaultConnectionError,
     ServiceUnavailableError,

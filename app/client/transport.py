@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from app.client.errors import MemvaultClientError
-from app.client.protocol import (
+from memvault.client.errors import MemvaultClientError
+from memvault.client.protocol import (
     KEEPALIVE_EXPIRY_S,
     Call,
     RetryPolicy,
@@ -21,8 +21,8 @@ from app.client.protocol import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
-    from app.client.models import Page
-    from app.client.operations import Op
+    from memvault.client.models import Page
+    from memvault.client.operations import Op
 
 T = TypeVar("T")
 

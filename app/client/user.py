@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.client import operations as ops
-from app.client.models import CreateUserRequest, UpdateUserRequest
+from memvault.client import operations as ops
+from memvault.client.models import CreateUserRequest, UpdateUserRequest
 
 if TYPE_CHECKING:
     import builtins
     from collections.abc import AsyncIterator, Iterator, Mapping
 
-    from app.client.models import Session, User, UserPage
-    from app.client.transport import AsyncTransport, SyncTransport
+    from memvault.client.models import Session, User, UserPage
+    from memvault.client.transport import AsyncTransport, SyncTransport
 
 
 class UserClient:

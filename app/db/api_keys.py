@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from pymongo import ReturnDocument
 
-from app.db.documents import Doc, now_ms
-from app.errors import NotFound
+from memvault.db.documents import Doc, now_ms
+from memvault.errors import NotFound
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from app.db.merge import merge_patch
-from app.errors import AlreadyExists, Conflict, NotFound
+from memvault.db.merge import merge_patch
+from memvault.errors import AlreadyExists, Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from app.config import Settings
+    from memvault.config import Settings
 
 log = logging.getLogger("memvault.engine")
 

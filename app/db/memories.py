@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
-from app.db.documents import (
+from memvault.db.documents import (
     Doc,
     Window,
     aggregate_bounded,
@@ -21,9 +21,9 @@ from app.db.documents import (
     patch_document,
     view,
 )
-from app.db.merge import merge_patch
-from app.db.sessions import SESSION_VIEW, ensure_session
-from app.errors import BadUserInput, Conflict, NotFound
+from memvault.db.merge import merge_patch
+from memvault.db.sessions import SESSION_VIEW, ensure_session
+from memvault.errors import BadUserInput, Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

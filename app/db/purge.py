@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.db.documents import Doc, now_ms
+from memvault.db.documents import Doc, now_ms
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 
-from app.db.documents import (
+from memvault.db.documents import (
     Doc,
     Window,
     count,
@@ -20,9 +20,9 @@ from app.db.documents import (
     patch_document,
     view,
 )
-from app.db.merge import merge_patch
-from app.db.users import get_user
-from app.errors import Conflict, NotFound
+from memvault.db.merge import merge_patch
+from memvault.db.users import get_user
+from memvault.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

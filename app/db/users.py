@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.db.documents import (
+from memvault.db.documents import (
     Doc,
     Window,
     count,
@@ -17,8 +17,8 @@ from app.db.documents import (
     patch_document,
     view,
 )
-from app.db.merge import merge_patch
-from app.errors import NotFound
+from memvault.db.merge import merge_patch
+from memvault.errors import NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

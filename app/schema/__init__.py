@@ -16,13 +16,13 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.operation import get_first_operation, get_operation_type
 
-from app.config import Settings
-from app.schema.document_cache import DocumentCache, DocumentStore
-from app.schema.errors import error_code, is_expected
-from app.schema.executor import Executor, optimise
-from app.schema.mutation import Mutation
-from app.schema.query import Query
-from app.schema.types import SCALARS, Memory, Session, User
+from memvault.config import Settings
+from memvault.schema.document_cache import DocumentCache, DocumentStore
+from memvault.schema.errors import error_code, is_expected
+from memvault.schema.executor import Executor, optimise
+from memvault.schema.mutation import Mutation
+from memvault.schema.query import Query
+from memvault.schema.types import SCALARS, Memory, Session, User
 
 if TYPE_CHECKING:
     from collections.abc import Collection

@@ -15,8 +15,8 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from app.db.documents import Doc, Key, Window, key_after
-from app.errors import BadUserInput
+from memvault.db.documents import Doc, Key, Window, key_after
+from memvault.errors import BadUserInput
 
 NodeT = TypeVar("NodeT")
 

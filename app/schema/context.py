@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.websockets import WebSocket
 
-    from app.config import Settings
-    from app.db.documents import Doc
-    from app.schema.loaders import DataLoaders
-    from app.schema.lookahead import Fields
-    from app.security import Principal
+    from memvault.config import Settings
+    from memvault.db.documents import Doc
+    from memvault.schema.loaders import DataLoaders
+    from memvault.schema.lookahead import Fields
+    from memvault.security import Principal
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
-from app.errors import MemvaultError
+from memvault.errors import MemvaultError
 
 if TYPE_CHECKING:
     from graphql import GraphQLError

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from app.schema.types import JSON, RoleType
+from memvault.schema.types import JSON, RoleType
 
 UNSET = strawberry.UNSET
 

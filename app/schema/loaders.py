@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from app.db import memories, sessions, users
+from memvault.db import memories, sessions, users
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from app.db.documents import Doc, Window
-    from app.schema.lookahead import Fields
+    from memvault.db.documents import Doc, Window
+    from memvault.schema.lookahead import Fields
 
 WindowKey = tuple[str, "Window", "Fields"]
 """(parent id, keyset window, stored fields to fetch)."""

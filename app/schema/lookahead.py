@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from graphql import FragmentDefinitionNode, SelectionSetNode
 
-    from app.schema.context import Info
+    from memvault.schema.context import Info
 
 # Memory's GraphQL fields -> the stored fields each needs.
 MEMORY_SOURCES: dict[str, tuple[str, ...]] = {

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import strawberry
 
-from app.db import memories as memory_repo
-from app.db import sessions as session_repo
-from app.db import users as user_repo
-from app.db.memories import NewMemory
-from app.schema.context import Info
-from app.schema.inputs import (
+from memvault.db import memories as memory_repo
+from memvault.db import sessions as session_repo
+from memvault.db import users as user_repo
+from memvault.db.memories import NewMemory
+from memvault.schema.context import Info
+from memvault.schema.inputs import (
     AddMemoriesInput,
     CreateSessionInput,
     CreateUserInput,
@@ -22,9 +22,9 @@ from app.schema.inputs import (
     UpsertSessionInput,
     UpsertUserInput,
 )
-from app.schema.permissions import CanWrite, IsAdmin
-from app.schema.types import Memory, Session, User, datetime_to_ms
-from app.validation import (
+from memvault.schema.permissions import CanWrite, IsAdmin
+from memvault.schema.types import Memory, Session, User, datetime_to_ms
+from memvault.validation import (
     check_content,
     check_count,
     check_email,
@@ -36,9 +36,9 @@ from app.validation import (
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from app.config import Settings
-    from app.db.documents import Doc
-    from app.schema.context import Context
+    from memvault.config import Settings
+    from memvault.db.documents import Doc
+    from memvault.schema.context import Context
 
 UNSET = strawberry.UNSET
 

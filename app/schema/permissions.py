@@ -6,7 +6,7 @@ from typing import Any
 
 from strawberry.permission import BasePermission
 
-from app.schema.context import Info
+from memvault.schema.context import Info
 
 
 class CanWrite(BasePermission):

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from graphql import FieldNode, value_from_ast_untyped
 
-from app.db import memories as memory_repo
-from app.db import sessions as session_repo
-from app.db import users as user_repo
-from app.db.documents import Doc, Window
-from app.errors import BadUserInput
-from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
-from app.schema.context import Info
-from app.schema.inputs import SessionFilter, UserFilter
-from app.schema.lookahead import memory_fields
-from app.schema.types import (
+from memvault.db import memories as memory_repo
+from memvault.db import sessions as session_repo
+from memvault.db import users as user_repo
+from memvault.db.documents import Doc, Window
+from memvault.errors import BadUserInput
+from memvault.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
+from memvault.schema.context import Info
+from memvault.schema.inputs import SessionFilter, UserFilter
+from memvault.schema.lookahead import memory_fields
+from memvault.schema.types import (
     Memory,
     Node,
     Session,
@@ -25,12 +25,12 @@ from app.schema.types import (
     from_global_id,
     memories_plan,
 )
-from app.validation import check_filter_metadata, check_id
+from memvault.validation import check_filter_metadata, check_id
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from app.schema.context import Context
+    from memvault.schema.context import Context
 
 
 def _given(value: Any) -> Any:

@@ -12,13 +12,13 @@ from typing import Any, NewType
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
-from app.config import Settings
-from app.db.documents import Doc, Window
-from app.errors import BadUserInput, NotFound
-from app.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
-from app.schema.context import Info
-from app.schema.executor import SERIALISED
-from app.schema.lookahead import memory_fields
+from memvault.config import Settings
+from memvault.db.documents import Doc, Window
+from memvault.errors import BadUserInput, NotFound
+from memvault.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
+from memvault.schema.context import Info
+from memvault.schema.executor import SERIALISED
+from memvault.schema.lookahead import memory_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)

@@ -22,10 +22,10 @@ from strawberry.asgi import GraphQL
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from app.schema.context import Context
-from app.schema.errors import format_error
-from app.schema.loaders import DataLoaders
-from app.security import Principal
+from memvault.schema.context import Context
+from memvault.schema.errors import format_error
+from memvault.schema.loaders import DataLoaders
+from memvault.security import Principal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from strawberry.http import GraphQLHTTPResponse
     from strawberry.types import ExecutionResult
 
-    from app.main import Runtime
-    from app.schema import MemvaultSchema
+    from memvault.main import Runtime
+    from memvault.schema import MemvaultSchema
 
 NO_PROJECT = Principal(project_id="", scope="read")
 POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
