@@ -14,9 +14,13 @@ RUN groupadd --system --gid 10001 memvault \
     && chown memvault:memvault /data
 
 WORKDIR /srv/memvault
+# The locked, hash-checked dependencies first (their layer stays cached while app/ changes), then
+# memvault alone, built by the locked setuptools.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app/ ./app/
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info
 
 # numeric, so that runtimes enforcing "run as non-root" can verify it

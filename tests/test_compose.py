@@ -201,11 +201,31 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
     assert user not in {"root", "0"}
 
 
+def pip_installs() -> list[list[str]]:
+    """The arguments of each ``pip install`` the RUN instructions make, in order."""
+    installs = []
+    for run in instructions("RUN"):
+        for command in run.split("&&"):
+            args = shlex.split(command)
+            if args[:2] == ["pip", "install"]:
+                installs.append(args[2:])
+    return installs
+
+
 def test_dockerfile_installs_the_project() -> None:
     copied = " ".join(instructions("COPY"))
-    for needed in ("pyproject.toml", "README.md", "app/"):
+    for needed in ("requirements.lock", "pyproject.toml", "README.md", "app/"):
         assert needed in copied
-    assert any("pip install --no-cache-dir ." in args for args in instructions("RUN"))
+    assert pip_installs()[-1][-1] == "."
+
+
+def test_dockerfile_installs_the_locked_dependencies_then_memvault_alone() -> None:
+    locked, project = pip_installs()
+    # the lock and flags only: no requirement beside the lock's pins
+    assert [arg for arg in locked if not arg.startswith("--")] == ["-r", "requirements.lock"]
+    assert project[-1] == "."
+    assert "--no-deps" in project  # everything it needs came from the lock
+    assert "--no-build-isolation" in project  # built by the locked setuptools, not the newest
 
 
 def test_dockerfile_runs_memvault_serve() -> None:
@@ -229,7 +249,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     }
     assert {".git", ".venv", ".memvault", "tests"} <= patterns
     assert any("__pycache__" in p for p in patterns)
-    assert not patterns & {"app", "app/", "pyproject.toml", "README.md"}
+    assert not patterns & {"app", "app/", "pyproject.toml", "README.md", "requirements.lock"}
 
 
 # --- docker compose itself ----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,23 @@ def test_serve_command_installs_and_serves() -> None:
     serve = next(block.strip() for block in fenced("sh") if "memvault serve" in block)
     assert "pip install" in serve
     assert serve.endswith("memvault serve")
+
+
+def test_commands_install_only_what_the_locks_pin() -> None:
+    """Each ``pip install`` is a lock, or memvault itself with ``--no-deps``: nothing resolved
+    beside the locks (and the runtime lock for serving, the dev lock for testing)."""
+    serve = next(block.strip() for block in fenced("sh") if "memvault serve" in block)
+    test = next(block.strip() for block in fenced("sh") if "pytest" in block)
+    for command, lock in ((serve, "requirements.lock"), (test, "requirements-dev.lock")):
+        installs = [
+            args[2:]
+            for args in (shlex.split(part) for part in command.split("&&"))
+            if args[:2] == [".venv/bin/pip", "install"]
+        ]
+        assert len(installs) == 2, command
+        assert [arg for arg in installs[0] if arg != "-q"] == ["-r", lock]
+        assert installs[1][-2:] == ["-e", "."]
+        assert {"--no-deps", "--no-build-isolation"} <= set(installs[1])
 
 
 async def test_walkthrough_runs_in_order(gql: GraphQLClient) -> None:
