@@ -51,11 +51,18 @@ def serve(host: str | None, port: int | None) -> None:
     """Run the GraphQL API (on the embedded engine when MEMVAULT_MONGODB_URI is unset)."""
     import uvicorn
 
+    from memvault.db.engine import EngineError, clear_stale_engine
     from memvault.main import create_app
+    from memvault.uvicorn_protocol import HttpLimits, protocol_class
 
     settings = _settings(host=host, port=port)
     _configure_logging(settings.log_level)
     logging.getLogger("nx_27017").setLevel(logging.WARNING)
+    if settings.embedded:  # a data directory in use stops us here, in one line
+        try:
+            clear_stale_engine(settings.data_dir.resolve())
+        except EngineError as exc:
+            raise click.ClickException(str(exc)) from None
     app = create_app(settings, tune_gc=True)
     config = uvicorn.Config(
         app,
@@ -68,6 +75,8 @@ def serve(host: str | None, port: int | None) -> None:
         server_header=False,  # no "server: uvicorn" on every response
         lifespan="on",
         timeout_graceful_shutdown=10,
+        http=protocol_class(HttpLimits.from_settings(settings)),
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the SIGTERM/SIGINT it handled once its graceful shutdown is done, which
@@ -75,6 +84,8 @@ def serve(host: str | None, port: int | None) -> None:
     # on request is a success: exit code 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda signum, frame: sys.exit(0))
+    # A closed terminal (SIGHUP) stops the server like SIGTERM; uvicorn handles only INT and TERM.
+    signal.signal(signal.SIGHUP, lambda signum, frame: server.handle_exit(signal.SIGTERM, frame))
     server.run()
     if not server.started:
         raise SystemExit(1)

@@ -26,7 +26,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from memvault.db.engine import EmbeddedEngine, connect
+from memvault.db.engine import GUARD_MODULE, EmbeddedEngine, connect
 from tests.conftest import GraphQLClient, snapshot
 from tests.test_concurrency import (
     ADD,
@@ -306,7 +306,8 @@ def is_engine_of(pid: int, data_dir: Path) -> bool:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"nx_27017.nx_27017" in command and str(data_dir).encode() in b" ".join(command)
+    runs_engine = GUARD_MODULE.encode() in command  # memvault runs the engine through its guard
+    return runs_engine and str(data_dir).encode() in b" ".join(command)
 
 
 async def keep_killing_the_engine(data_dir: Path, seconds: float) -> int:
@@ -414,6 +415,7 @@ async def test_engine_killed_under_load_then_back_loses_no_acknowledged_memory(
             await load.warmed_up()
             killed_at = time.monotonic() - started
             kills = await keep_killing_the_engine(data_dir, OUTAGE_S)
+            assert kills >= 1, "no engine process was found to kill"
             recovered = await wait_ready_again(load, started)
             load.recovered_at = recovered
             await asyncio.sleep(1.5)  # the load goes on against the restarted engine

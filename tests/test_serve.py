@@ -22,7 +22,8 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from memvault.db.engine import free_port
+from memvault.db.engine import EmbeddedEngine, free_port, server_pid
+from memvault.db.engine_guard import ENGINE_MODULE
 
 EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
 embedded_only = pytest.mark.skipif(
@@ -232,7 +233,9 @@ def test_startup_log_has_one_line_per_step_and_the_url(servers: Any) -> None:
     assert positions == sorted(positions), f"start-up steps out of order:\n{server.log}"
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["TERM", "INT", "HUP"]
+)
 def test_stop_signal_stops_gracefully(servers: Any, stop_signal: signal.Signals) -> None:
     server = servers().start()
     pid = engine_pid(server.data_dir) if EXTERNAL_URI is None else None
@@ -371,3 +374,90 @@ def test_purge_command_uses_the_running_servers_engine(
     finally:
         client.close()
     assert server.stop() == 0, server.log
+
+
+@embedded_only
+@pytest.mark.parametrize("restart", ["after", "at-once"])
+def test_engine_dies_with_a_killed_server_and_the_next_start_succeeds(
+    servers: Any, restart: str
+) -> None:
+    """kill -9 leaves the server no chance to stop its engine: the engine stops by itself, and a
+    new server on the same data directory starts (at once: it stops the old engine if need be)."""
+    first = servers().start()
+    first.ok(CREATE_USER, {"id": "u-killed"})
+    old_engine = engine_pid(first.data_dir)
+    assert first.proc is not None
+    first.proc.kill()
+    first.proc.wait(timeout=10)
+    if restart == "after":
+        assert wait_for(lambda: not pid_running(old_engine), 10), f"engine {old_engine} outlived"
+    second = servers().start()
+    assert second.ok(READ_USER, {"id": "u-killed"})["user"]["userId"] == "u-killed"
+    assert not pid_running(old_engine)
+    assert "Traceback" not in second.log, second.log
+    assert "already running" not in second.log, second.log
+    assert second.stop() == 0, second.log
+
+
+def forgotten_engine(data_dir: Path, owner: int | None) -> subprocess.Popen[bytes]:
+    """An engine on ``data_dir`` that nobody stops: started like an older memvault did (no
+    guard), its address file naming ``owner`` (if any) as the process that started it."""
+    engine = EmbeddedEngine(data_dir)
+    engine.data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", ENGINE_MODULE, *engine.engine_arguments()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert wait_for(lambda: server_pid(engine.uri) == proc.pid, 20), "engine did not start"
+    address: dict[str, Any] = {"uri": engine.uri, "pid": proc.pid}
+    if owner is not None:
+        address["owner"] = owner
+    (engine.data_dir / "engine.json").write_text(json.dumps(address))
+    return proc
+
+
+@embedded_only
+@pytest.mark.parametrize("owner", ["unrecorded", "gone"])
+def test_a_stale_engine_is_stopped_by_the_next_start_with_one_line(
+    servers: Any, tmp_path: Path, owner: str
+) -> None:
+    """An engine whose starter is gone (an older memvault recorded none): stopped, one line."""
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                            capture_output=True, text=True)  # fmt: skip
+    stale = forgotten_engine(tmp_path / "data", int(exited.stdout) if owner == "gone" else None)
+    try:
+        server = servers().start()
+        assert stale.wait(timeout=10) is not None  # stopped
+        lines = [line for line in server.log.splitlines() if "stale embedded engine" in line]
+        assert len(lines) == 1, server.log
+        assert f"process {stale.pid}" in lines[0], lines[0]
+        assert "Traceback" not in server.log, server.log
+        assert engine_pid(server.data_dir) != stale.pid
+        server.ok(CREATE_USER, {"id": "u-after-stale"})
+        assert server.stop() == 0, server.log
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+            stale.wait()
+
+
+@embedded_only
+def test_a_data_dir_in_use_by_a_live_process_is_refused_in_one_line(
+    servers: Any, tmp_path: Path
+) -> None:
+    """An engine that a live process started and still owns is not stale: the new server
+    says who uses the data directory, exits 1, and leaves that engine alone."""
+    engine = EmbeddedEngine(tmp_path / "data")
+    engine.start()
+    try:
+        server = servers().start(wait=False)
+        assert server.wait_exit(30) == 1, server.log
+        assert f"in use by process {os.getpid()}" in server.log, server.log
+        assert "Traceback" not in server.log, server.log
+        assert engine.process is not None
+        assert server_pid(engine.uri) == engine.process.pid  # untouched
+    finally:
+        engine.stop()

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pymongo import AsyncMongoClient, MongoClient, monitoring
@@ -18,7 +20,6 @@ from pymongo.errors import PyMongoError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
-    from pathlib import Path
 
     from pymongo.asynchronous.database import AsyncDatabase
 
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memvault.engine")
 
-ENGINE_MODULE = "nx_27017.nx_27017"
+GUARD_MODULE = "memvault.db.engine_guard"  # runs the engine, stopping it when its parent is gone
 ADDRESS_FILE = "engine.json"
+PID_FILE = "engine.pid"
+STOP_WAIT_S = 5.0
 HEARTBEAT_MS = 500  # the driver's minimum; see connect()
 
 
@@ -36,7 +39,11 @@ class EngineError(RuntimeError):
 
 
 def connect(
-    uri: str, *, timeout_ms: int = 2000, event_listeners: Sequence[Any] = ()
+    uri: str,
+    *,
+    timeout_ms: int = 2000,
+    operation_timeout_ms: int | None = None,
+    event_listeners: Sequence[Any] = (),
 ) -> AsyncMongoClient[dict[str, Any]]:
     """An async client whose operations fail within about ``timeout_ms`` when the server is away.
 
@@ -44,7 +51,16 @@ def connect(
     network that drops packets): the driver's monitor checks the server every
     ``HEARTBEAT_MS`` with a ``timeout_ms`` deadline and, when the check times out, fails the
     operations waiting on it. With the driver's default of a check every 10 s they would hang.
+
+    That misses a server that answers the monitor but not the operation: the embedded engine
+    runs one command at a time per database, and its monitor's check needs none, so operations
+    queued behind a long command waited for all of it (20 s seen). ``operation_timeout_ms`` bounds
+    each operation too (the driver's ``timeoutMS``: a timeout error past it); work that may
+    rightly take longer runs under ``pymongo.timeout()``.
     """
+    bounded: dict[str, Any] = (
+        {} if operation_timeout_ms is None else {"timeoutMS": operation_timeout_ms}
+    )
     return AsyncMongoClient(
         uri,
         serverSelectionTimeoutMS=timeout_ms,
@@ -53,6 +69,7 @@ def connect(
         tz_aware=True,
         uuidRepresentation="standard",
         event_listeners=list(event_listeners),
+        **bounded,
     )
 
 
@@ -107,6 +124,92 @@ def read_address(data_dir: Path) -> str | None:
     return uri if server_pid(uri) is not None else None
 
 
+def clear_stale_engine(data_dir: Path) -> None:
+    """Make way for a new engine on ``data_dir``: stop one that a process now gone left running
+    there (one log line), or raise ``EngineError`` when a live process still uses it."""
+    pid_path = data_dir / PID_FILE
+    pid = _read_pid(pid_path)
+    if pid is None or not _running(pid):
+        return  # nothing runs; the engine itself replaces a PID file whose process is gone
+    address = _read_json(data_dir / ADDRESS_FILE)
+    owner = address.get("owner")
+    if address.get("pid") == pid and isinstance(owner, int) and _running(owner):
+        raise EngineError(
+            f"data directory {data_dir} is in use by process {owner} (its engine is process "
+            f"{pid}); stop that process or set MEMVAULT_DATA_DIR to another directory"
+        )
+    if not _is_engine_of(pid, pid_path, address):
+        log.warning(
+            "removing %s: process %d is not an engine of this data directory", pid_path, pid
+        )
+        pid_path.unlink(missing_ok=True)
+        return
+    log.warning(
+        "stopping a stale embedded engine (process %d) left running on %s by a server that is gone",
+        pid,
+        data_dir,
+    )
+    _terminate(pid)
+    pid_path.unlink(missing_ok=True)
+    (data_dir / ADDRESS_FILE).unlink(missing_ok=True)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, exited but not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _is_engine_of(pid: int, pid_path: Path, address: dict[str, Any]) -> bool:
+    """Whether ``pid`` is the engine that wrote ``pid_path`` (not a process that reused its pid):
+    it answers at the recorded address with that pid, or (Linux) its command line names the file.
+    """
+    uri = address.get("uri")
+    if isinstance(uri, str) and server_pid(uri) == pid:
+        return True
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return os.fsencode(pid_path) in arguments
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM, then SIGKILL if ``pid`` still runs after ``STOP_WAIT_S``."""
+    for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, stop_signal)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline:
+            if not _running(pid):
+                return
+            time.sleep(0.05)
+
+
 class EmbeddedEngine:
     """One ``nx-27017`` child process serving ``data_dir`` on a loopback port.
 
@@ -122,6 +225,7 @@ class EmbeddedEngine:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._stopping = False
+        self._lifeline: int | None = None  # see engine_guard
 
     @property
     def uri(self) -> str:
@@ -131,11 +235,13 @@ class EmbeddedEngine:
     def log_path(self) -> Path:
         return self.data_dir / "engine.log"
 
-    def _command(self) -> list[str]:
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / PID_FILE
+
+    def engine_arguments(self) -> list[str]:
+        """The engine's command-line arguments (after ``python -m nx_27017.nx_27017``)."""
         return [
-            sys.executable,
-            "-m",
-            ENGINE_MODULE,
             "--data-dir",
             str(self.data_dir / "db"),
             "--host",
@@ -143,7 +249,7 @@ class EmbeddedEngine:
             "--port",
             str(self.port),
             "--pid-file",
-            str(self.data_dir / "engine.pid"),
+            str(self.pid_path),
             "--log-file",
             str(self.log_path),
         ]
@@ -151,16 +257,32 @@ class EmbeddedEngine:
     def _spawn(self) -> None:
         try:
             (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
-            with self.log_path.open("ab") as out:
-                self.process = subprocess.Popen(
-                    self._command(),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # Ctrl-C reaches us, and we stop the engine ourselves
-                )
+            out = self.log_path.open("ab")
         except OSError as exc:
             raise EngineError(f"cannot use data directory {self.data_dir}: {exc}") from None
+        self._close_lifeline()
+        lifeline, self._lifeline = os.pipe()  # the write end is not inherited by any child
+        command = [sys.executable, "-m", GUARD_MODULE, str(lifeline), str(os.getpid())]
+        try:
+            self.process = subprocess.Popen(
+                command + self.engine_arguments(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(lifeline,),
+                start_new_session=True,  # Ctrl-C reaches us, and we stop the engine ourselves
+            )
+        except OSError as exc:
+            self._close_lifeline()
+            raise EngineError(f"cannot start the engine in {self.data_dir}: {exc}") from None
+        finally:
+            os.close(lifeline)
+            out.close()
+
+    def _close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
     def _tail_log(self, lines: int = 5) -> str:
         try:
@@ -172,6 +294,7 @@ class EmbeddedEngine:
     def start(self) -> str:
         """Start the engine and block until it answers ping; return its URI."""
         self._stopping = False
+        clear_stale_engine(self.data_dir)
         self._spawn()
         self._wait_ready()
         self._write_address()
@@ -179,7 +302,13 @@ class EmbeddedEngine:
 
     def _write_address(self) -> None:
         (self.data_dir / ADDRESS_FILE).write_text(
-            json.dumps({"uri": self.uri, "pid": self.process.pid if self.process else None})
+            json.dumps(
+                {
+                    "uri": self.uri,
+                    "pid": self.process.pid if self.process else None,
+                    "owner": os.getpid(),  # see clear_stale_engine
+                }
+            )
         )
 
     def _wait_ready(self) -> None:
@@ -208,14 +337,14 @@ class EmbeddedEngine:
 
     def _kill(self) -> None:
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self._close_lifeline()
 
     def stop(self) -> None:
         """Stop the engine and forget its address."""
@@ -224,7 +353,7 @@ class EmbeddedEngine:
         with contextlib.suppress(OSError):
             (self.data_dir / ADDRESS_FILE).unlink()
         with contextlib.suppress(OSError):
-            (self.data_dir / "engine.pid").unlink()
+            self.pid_path.unlink()
 
     async def supervise(self, *, poll: float = 0.25, max_backoff: float = 10.0) -> None:
         """Restart the engine whenever it dies, until ``stop()``; runs as a background task."""
@@ -250,7 +379,7 @@ class EmbeddedEngine:
 
     def _restart(self) -> None:
         with contextlib.suppress(OSError):
-            (self.data_dir / "engine.pid").unlink()  # the dead engine's PID file blocks a new one
+            self.pid_path.unlink()  # the dead engine's PID file blocks a new one
         self._spawn()
         self._wait_ready()
         self._write_address()  # the new pid
