@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from memvault.db.merge import MetadataPatch
 from memvault.errors import BadUserInput
 
 if TYPE_CHECKING:
     from memvault.config import Settings
+
+# A code point of the surrogate range: never text (json.loads turns an escaped pair into one code
+# point, and keeps a lone "\ud800" escape as such); UTF-8, BSON and strict JSON cannot carry it.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Times a DateTime input may name, in milliseconds since the epoch (UTC): from the epoch (stored
+# times and keys hold no negative numbers) to the last millisecond of year 9999 (the last one
+# ISO 8601 text without an expanded year, and Python's datetime, can show).
+MIN_TIME_MS = 0
+MAX_TIME_MS = 253_402_300_799_999
+TIME_RANGE = "1970-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z"
 
 
 def _has_control(value: str) -> bool:
@@ -36,7 +50,8 @@ def check_optional_text(value: str | None, *, field: str, settings: Settings) ->
         return None
     if len(value) > settings.max_id_length or _has_control(value):  # also emails, names, roles
         raise BadUserInput(
-            f"{field} must be at most {settings.max_id_length} characters, no control characters",
+            f"{field} must be at most {settings.max_id_length} characters, no control characters "
+            "or invalid Unicode",
             field=field,
         )
     return value
@@ -52,8 +67,16 @@ def check_email(value: str | None, *, settings: Settings) -> str | None:
     return value
 
 
+def check_text(value: str, *, field: str) -> str:
+    """Any text that is stored or matched: valid Unicode (no lone surrogate)."""
+    if SURROGATE.search(value):
+        raise BadUserInput(f"{field} is not valid Unicode (it holds a lone surrogate)", field=field)
+    return value
+
+
 def check_content(value: str, *, field: str, settings: Settings) -> str:
-    size = len(value.encode("utf-8", "surrogatepass"))
+    check_text(value, field=field)
+    size = len(value.encode("utf-8"))
     if not value or size > settings.max_content_bytes:
         raise BadUserInput(
             f"{field} must be 1 character to {settings.max_content_bytes} bytes, got {size} bytes",
@@ -65,12 +88,10 @@ def check_content(value: str, *, field: str, settings: Settings) -> str:
 
 
 def check_metadata(
-    value: Any, *, field: str, settings: Settings, patch: bool = False
+    value: Any, *, field: str, settings: Settings, merged: bool = False
 ) -> dict[str, Any]:
-    """Metadata: a JSON object within the size, depth and key rules.
-
-    ``patch`` allows ``null`` values (they remove keys in a merge); stored metadata holds none.
-    """
+    """Metadata: a JSON object within the size, depth and key rules; ``merged`` says that
+    ``value`` is the result of a merge (the messages say so)."""
     if not isinstance(value, dict):
         raise BadUserInput(f"{field} must be a JSON object", field=field)
     _check_value(value, field=field, settings=settings, depth=1)
@@ -80,10 +101,23 @@ def check_metadata(
         raise BadUserInput(f"{field} is not valid JSON", field=field) from None
     if size > settings.max_metadata_bytes:
         raise BadUserInput(
-            f"{field} is {size} bytes encoded; the limit is {settings.max_metadata_bytes}",
+            f"{field} {'after the merge would be' if merged else 'is'} {size} bytes encoded; "
+            f"the limit is {settings.max_metadata_bytes}",
             field=field,
         )
     return value
+
+
+def metadata_patch(value: Any, *, field: str, settings: Settings) -> MetadataPatch | None:
+    """A metadata merge patch, checked, that checks its merged result too (every merge of a
+    stored object goes through it); None when it changes nothing (omitted, null or ``{}``)."""
+    if value is None:
+        return None
+    changes = check_metadata(value, field=field, settings=settings)
+    if not changes:
+        return None
+    check = functools.partial(check_metadata, field=field, settings=settings, merged=True)
+    return MetadataPatch(changes, check=check)
 
 
 def _check_value(value: Any, *, field: str, settings: Settings, depth: int) -> None:
@@ -107,6 +141,7 @@ def _check_value(value: Any, *, field: str, settings: Settings, depth: int) -> N
     elif isinstance(value, str):
         if "\x00" in value:
             raise BadUserInput(f"{field} must not contain NUL", field=field)
+        check_text(value, field=field)
     elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise BadUserInput(f"{field} is out of the 64-bit integer range", field=field)
 
@@ -119,6 +154,10 @@ def _check_key(key: Any, *, field: str, settings: Settings) -> None:
     if key.startswith("$") or "." in key or "\x00" in key:
         raise BadUserInput(
             f"{field}: key {key!r} must not start with '$' or contain '.' or NUL", field=field
+        )
+    if SURROGATE.search(key):
+        raise BadUserInput(
+            f"{field}: key {key!r} is not valid Unicode (it holds a lone surrogate)", field=field
         )
 
 
@@ -135,6 +174,15 @@ def check_filter_metadata(value: Any, *, settings: Settings) -> dict[str, Any]:
             )
         _check_value(item, field=f"filter.metadata.{key}", settings=settings, depth=1)
     return value
+
+
+def check_time_ms(ms: int, *, what: str) -> int:
+    """A time given as input (``what``, e.g. a DateTime's text): within ``MIN_TIME_MS`` to
+    ``MAX_TIME_MS``, so that every stored time can be shown and ordered. (The DateTime scalar
+    checks it, so it knows no field: graphql-core's message names the variable's path.)"""
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise BadUserInput(f"{what} is outside the accepted range, {TIME_RANGE}")
+    return ms
 
 
 def check_count(count: int, *, field: str, low: int, high: int) -> int:

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from memvault.db.engine import free_port
 
@@ -187,6 +188,74 @@ async def test_fifty_concurrent_add_memories_with_retries_store_each_once_in_ord
     if session_exists:
         uuids.append(["pre"])
     await check_plan_stored(db, gql, plan, uuids)
+
+
+@pytest.mark.parametrize(
+    ("calls", "size", "stored_before"),
+    [(20, 50, 0), (2, 200, 0), (5, 1000, 0), (20, 100, 20)],
+    ids=["20x50", "2x200", "5x1000", "20x100-after-a-partial-original"],
+)
+async def test_identical_concurrent_add_memories_all_succeed_with_one_answer(
+    gql: GraphQLClient, db: Db, calls: int, size: int, stored_before: int
+) -> None:
+    """Identical retries racing each other (and the original) all succeed with the same answer
+    (issue 13, item 4: a pass learnt one racing uuid, so from 50 memories on calls failed).
+    ``stored_before``: an original stored that many of the first memories, then failed."""
+    await race_identical_calls(gql, db, calls=calls, size=size, stored_before=stored_before)
+
+
+async def test_identical_add_memories_racing_document_by_document_all_succeed(
+    gql: GraphQLClient, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MongoDB inserts the documents of one ``insert_many`` one by one, and concurrent writers'
+    documents land in between (the embedded engine runs a command at a time): so racing identical
+    calls clash in the middle of their batches, again and again."""
+    original = AsyncCollection.insert_many
+
+    async def one_by_one(coll: AsyncCollection[Any], documents: Any, **kwargs: Any) -> Any:
+        if coll.name != "memories":
+            return await original(coll, documents, **kwargs)
+        docs = list(documents)
+        for index, doc in enumerate(docs):
+            try:
+                await coll.insert_one(doc)
+            except DuplicateKeyError as exc:
+                error = {"index": index, "code": exc.code, "errmsg": str(exc)}
+                raise BulkWriteError({"writeErrors": [error], "nInserted": index}) from exc
+            await asyncio.sleep(0)
+        return None
+
+    monkeypatch.setattr(AsyncCollection, "insert_many", one_by_one)
+    await race_identical_calls(gql, db, calls=20, size=50, stored_before=0)
+
+
+async def race_identical_calls(
+    gql: GraphQLClient, db: Db, *, calls: int, size: int, stored_before: int
+) -> None:
+    """Race ``calls`` identical addMemories of ``size`` memories: none fails, all answer the same,
+    each memory stored once, in call order, answered with its stored seq and content."""
+    sid = "s-retries"
+    uuids = [f"{sid}-{i}" for i in range(size)]
+    call = memory_inputs(list(uuids), sid)
+    if stored_before:
+        await gql.ok(ADD, {"input": {"sessionId": sid, "memories": call[:stored_before]}})
+
+    bodies = await asyncio.gather(
+        *(gql.raw(ADD, {"input": {"sessionId": sid, "memories": call}}) for _ in range(calls))
+    )
+
+    failed = [b["errors"] for b in bodies if b.get("errors")]
+    assert not failed, f"{len(failed)} of {calls} failed: {failed[0]}"
+    answers = [b["data"]["addMemories"]["memories"] for b in bodies]
+    assert all(answer == answers[0] for answer in answers)
+    stored = await check_session(db, sid, [uuids])
+    assert set(stored) == set(uuids)
+    assert answers[0] == [
+        {"uuid": u, "seq": stored[u]["seq"], "content": stored[u]["content"]} for u in uuids
+    ]
+    assert [m["content"] for m in answers[0]] == [item["content"] for item in call]
+    session = (await gql.ok(READ_SESSION, {"id": sid}))["session"]
+    assert session["memoryCount"] == session["memories"]["totalCount"] == size
 
 
 @pytest.mark.parametrize("kind", ["session", "user", "memory"])

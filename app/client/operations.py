@@ -131,9 +131,14 @@ def limit_arg(limit: int | None, name: str = "limit") -> int | None:
 
 
 def _datetime(value: str | None) -> datetime | None:
+    """A server's DateTime, aware. Text that is not an ISO 8601 instant is None, so one odd time
+    never fails a whole read (the server shows times it cannot represent as year 1 or 9999)."""
     if not value:
         return None
-    parsed = datetime.fromisoformat(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

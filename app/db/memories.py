@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from memvault.db.documents import (
+    NO_KEY,
     Doc,
     Window,
     aggregate_bounded,
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
 
+    from memvault.db.merge import MetadataPatch
+
 DUPLICATE_KEY = 11000
 ENSURE_ATTEMPTS = 5
-# Each pass stores a prefix of the pending memories; a pass ends early only at a racing retry.
-INSERT_PASSES = 50
 # uuids looked up per command: on the embedded engine one union of 1000 branches takes ~34 s
 # (blocking every other client), ten of 100 take ~0.1 s together.
 LOOKUP_BATCH = 100
@@ -71,6 +71,14 @@ MEMORY_VIEW = view(
     "session_id", "uuid", "seq", "seq_key", "role", "role_type", "content", "metadata",
     "token_count", "created_ms", "updated_ms",
 )  # fmt: skip
+# Always fetched: how rows are grouped, ordered and turned into cursors and nodes.
+MEMORY_KEYS = ("session_id", "uuid", "seq", "seq_key")
+# The views a memories read may ask for, smallest first; None is MEMORY_VIEW. A closed set: the
+# embedded engine compiles each new projection of a union, which took seconds of its CPU (while
+# every other command waited) when each subset of selected fields was a projection of its own.
+CHAT_FIELDS = frozenset({*MEMORY_KEYS, "content", "role", "role_type", "created_ms"})
+MEMORY_SHAPES: tuple[frozenset[str] | None, ...] = (CHAT_FIELDS, None)
+_VIEWS = {CHAT_FIELDS: view(*sorted(CHAT_FIELDS)), None: MEMORY_VIEW}
 
 
 def _memories(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
@@ -104,10 +112,17 @@ def seq_key_range(project_id: str, session_id: str, window: Window) -> Window:
     )
 
 
-@functools.lru_cache(maxsize=256)
+def memory_shape(fields: frozenset[str] | None) -> frozenset[str] | None:
+    """The smallest of ``MEMORY_SHAPES`` holding these stored fields (None: everything)."""
+    if fields is None:
+        return None
+    return next((shape for shape in MEMORY_SHAPES if shape is None or fields <= shape), None)
+
+
 def memory_view(fields: frozenset[str] | None) -> Mapping[str, int]:
-    """The projection of these stored fields (None: everything the API shows); shared, read-only."""
-    return MEMORY_VIEW if fields is None else view(*sorted(fields))
+    """The projection of the smallest memory view holding these stored fields (None: everything
+    the API shows); shared, read-only."""
+    return _VIEWS[memory_shape(fields)]
 
 
 async def list_memories_of_sessions(
@@ -124,6 +139,7 @@ async def list_memories_of_sessions(
     return await find_ranges(
         _memories(db),
         queries={sid: (live, seq_key_range(project_id, sid, window)) for sid in session_ids},
+        blank=(live, seq_key_range(project_id, NO_KEY, window)),
         group_field="session_id",
         key_field="seq_key",
         projection=memory_view(fields),
@@ -187,22 +203,19 @@ async def add_memories(
         first_index[value] = index
 
     coll = _memories(db)
-    known: dict[str, Doc] = {}
-    for start in range(0, len(uuids), LOOKUP_BATCH):
-        chunk = uuids[start : start + LOOKUP_BATCH]
-        known.update(
-            await find_by_keys(coll, match={"project_id": project_id}, field="uuid", values=chunk)
-        )
+    known = await _stored(coll, project_id, uuids)
     _reject_foreign(known, session_id)
 
     inserted: list[Doc] = []
     reserved_in: list[int] = []  # for each inserted memory, the session's deletions at reservation
     session: Doc | None = None
     now = now_ms()
-    for _ in range(INSERT_PASSES):
-        pending = [i for i, value in enumerate(uuids) if value not in known]
-        if not pending:
-            break
+    pending = [i for i, value in enumerate(uuids) if value not in known]
+    # Each pass stores what it can in input order, up to a memory that a racing call (an identical
+    # retry) stored first; it then learns every memory of the rest stored by now, in one read.
+    # A pass that does not finish stores or learns at least one memory (or raises), so there are
+    # at most len(uuids) passes, however many identical calls race.
+    while pending:
         reserved = await _reserve(
             db, project_id=project_id, session_id=session_id, user_id=user_id, count=len(pending)
         )
@@ -211,21 +224,20 @@ async def add_memories(
             _memory_doc(project_id, session_id, uuids[i], first_seq + n, memories[i], now)
             for n, i in enumerate(pending)
         ]
-        stored, clash = await _insert_in_order(coll, docs)
+        stored, rest = await _insert_in_order(coll, docs)
         inserted += stored
         reserved_in += [int(reserved.get("deletions", 0))] * len(stored)
-        if clash is None:
+        if not rest:
             break
-        winner = await coll.find_one({"project_id": project_id, "uuid": clash})
-        if winner is None or winner["session_id"] != session_id:
+        clash = rest[0]["uuid"]
+        found = await _stored(coll, project_id, [doc["uuid"] for doc in rest])
+        if clash not in found or any(d["session_id"] != session_id for d in found.values()):
             await _undo(coll, inserted)
-            if winner is None:  # stored and erased again meanwhile: let the client retry
-                raise Conflict(f"memory uuid {clash!r} is being written concurrently; try again")
-            _reject_foreign({clash: winner}, session_id)
-        known[clash] = winner
-    else:
-        await _undo(coll, inserted)
-        raise Conflict(f"session {session_id!r} is being written concurrently; try again")
+            _reject_foreign(found, session_id)
+            # the clash was stored and erased again meanwhile: let the client retry
+            raise Conflict(f"memory uuid {clash!r} is being written concurrently; try again")
+        known.update(found)
+        pending = [i for i in pending[len(stored) :] if uuids[i] not in known]
 
     if inserted:
         session = await _count_inserted(
@@ -265,18 +277,33 @@ async def _reserve(
     raise Conflict(f"session {session_id!r} is being deleted and revived; try again")
 
 
+async def _stored(
+    coll: AsyncCollection[Doc], project_id: str, uuids: Sequence[str]
+) -> dict[str, Doc]:
+    """The stored memories (deleted ones too) of these uuids in the project, by uuid."""
+    found: dict[str, Doc] = {}
+    for start in range(0, len(uuids), LOOKUP_BATCH):
+        chunk = uuids[start : start + LOOKUP_BATCH]
+        found.update(
+            await find_by_keys(coll, match={"project_id": project_id}, field="uuid", values=chunk)
+        )
+    return found
+
+
 async def _insert_in_order(
     coll: AsyncCollection[Doc], docs: list[Doc]
-) -> tuple[list[Doc], str | None]:
+) -> tuple[list[Doc], list[Doc]]:
     """Insert ``docs`` in order, stopping at the first uuid another call stored first.
 
-    Return what was stored and the clashing uuid (or None). Stopping there, and reserving fresh
-    numbers for the rest, keeps seq in input order even when identical retries race: a memory
-    is only ever stored after every memory before it in its call exists.
+    Return what was stored and the rest, starting with the clash (empty when all were stored).
+    Stopping there, and reserving fresh numbers for the rest, keeps seq in input order even when
+    identical retries race: a memory is only ever stored after every memory before it in its
+    call exists (``ordered=False`` would store later memories below an earlier one that a racing
+    call numbered higher).
     """
     try:
         await coll.insert_many(docs, ordered=True)
-        return docs, None
+        return docs, []
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         index = int(errors[0]["index"]) if errors else 0
@@ -284,7 +311,7 @@ async def _insert_in_order(
         if not errors or errors[0].get("code") != DUPLICATE_KEY:
             await _undo(coll, stored)
             raise
-        return stored, docs[index]["uuid"]
+        return stored, docs[index:]
 
 
 def _reject_foreign(known: Mapping[str, Doc], session_id: str) -> None:
@@ -405,7 +432,7 @@ async def update_memory(
     project_id: str,
     uuid: str,
     content: str | None,
-    metadata: Mapping[str, Any] | None,
+    metadata: MetadataPatch | None,
 ) -> Doc:
     """Change content and/or merge metadata of a live memory."""
     return await patch_document(

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
 
+    from memvault.db.merge import MetadataPatch
+
 NO_USER = ""  # sessions without a user store "" (never null: null matching is unreliable)
 
 
@@ -181,7 +183,7 @@ async def ensure_session(
     project_id: str,
     session_id: str,
     user_id: str | None,
-    metadata: Mapping[str, Any] | None = None,
+    metadata: MetadataPatch | None = None,
     merge: bool = False,
 ) -> Doc:
     """Create the session, or revive it and attach ``user_id``; with ``merge``, merge metadata.
@@ -230,7 +232,7 @@ async def ensure_session(
 
 
 async def update_session(
-    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, metadata: Mapping[str, Any]
+    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, metadata: MetadataPatch | None
 ) -> Doc:
     """Merge metadata into a live session; NOT_FOUND when missing or deleted."""
     return await patch_document(

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
 
+    from memvault.db.merge import MetadataPatch
+
 USER_FIELDS = ("email", "first_name", "last_name")
 # Cascades touch sessions in batches of this many ids per command.
 CASCADE_BATCH = 500
@@ -132,7 +134,7 @@ async def upsert_user(
     project_id: str,
     user_id: str,
     fields: Mapping[str, Any],
-    metadata: Mapping[str, Any] | None,
+    metadata: MetadataPatch | None,
 ) -> Doc:
     """Create the user, or set the given fields and merge metadata (reviving a deleted user)."""
     now = now_ms()
@@ -161,7 +163,7 @@ async def update_user(
     project_id: str,
     user_id: str,
     fields: Mapping[str, Any],
-    metadata: Mapping[str, Any] | None,
+    metadata: MetadataPatch | None,
 ) -> Doc:
     """Set the given fields (None clears) and merge metadata; NOT_FOUND when missing or deleted."""
     return await patch_document(

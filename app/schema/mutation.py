@@ -31,6 +31,7 @@ from memvault.validation import (
     check_id,
     check_metadata,
     check_optional_text,
+    metadata_patch,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from memvault.config import Settings
     from memvault.db.documents import Doc
+    from memvault.db.merge import MetadataPatch
     from memvault.schema.context import Context
 
 UNSET = strawberry.UNSET
@@ -55,10 +57,16 @@ class DeletePayload:
 
 
 def _metadata(value: Any, settings: Settings, *, field: str = "metadata") -> dict[str, Any] | None:
-    """A metadata patch, or None when omitted; explicit null means "no change" too."""
+    """A new memory's metadata (a patch applied to nothing), or None when omitted or null."""
     if value is UNSET or value is None:
         return None
     return check_metadata(value, field=field, settings=settings)
+
+
+def _patch(value: Any, settings: Settings) -> MetadataPatch | None:
+    """A metadata patch for a stored object (its merged result is checked too), or None when
+    it changes nothing."""
+    return None if value is UNSET else metadata_patch(value, field="metadata", settings=settings)
 
 
 def _user_fields(
@@ -97,7 +105,7 @@ class UserWrite(Protocol):
         project_id: str,
         user_id: str,
         fields: Mapping[str, Any],
-        metadata: Mapping[str, Any] | None,
+        metadata: MetadataPatch | None,
     ) -> Doc: ...
 
 
@@ -110,7 +118,7 @@ async def _write_user(
         project_id=ctx.project_id,
         user_id=check_id(data.user_id, field="userId", settings=ctx.settings),
         fields=_user_fields(data, ctx.settings),
-        metadata=_metadata(data.metadata, ctx.settings),
+        metadata=_patch(data.metadata, ctx.settings),
     )
     _done(ctx)
     return User.from_doc(doc)
@@ -171,7 +179,7 @@ class Mutation:
             project_id=ctx.project_id,
             session_id=check_id(input.session_id, field="sessionId", settings=ctx.settings),
             user_id=_optional_id(input.user_id, ctx.settings, "userId"),
-            metadata=_metadata(input.metadata, ctx.settings),
+            metadata=_patch(input.metadata, ctx.settings),
         )
         _done(ctx)
         return Session.from_doc(doc)
@@ -187,7 +195,7 @@ class Mutation:
             project_id=ctx.project_id,
             session_id=check_id(input.session_id, field="sessionId", settings=ctx.settings),
             user_id=_optional_id(input.user_id, ctx.settings, "userId"),
-            metadata=_metadata(input.metadata, ctx.settings),
+            metadata=_patch(input.metadata, ctx.settings),
             merge=True,
         )
         _done(ctx)
@@ -202,7 +210,7 @@ class Mutation:
             ctx.db,
             project_id=ctx.project_id,
             session_id=check_id(input.session_id, field="sessionId", settings=ctx.settings),
-            metadata=_metadata(input.metadata, ctx.settings) or {},
+            metadata=_patch(input.metadata, ctx.settings),
         )
         _done(ctx)
         return Session.from_doc(doc)
@@ -295,7 +303,7 @@ class Mutation:
             content=check_content(content, field="content", settings=ctx.settings)
             if content is not None
             else None,
-            metadata=_metadata(input.metadata, ctx.settings),
+            metadata=_patch(input.metadata, ctx.settings),
         )
         _done(ctx)
         return Memory.from_doc(doc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import math
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, NewType
@@ -19,9 +20,24 @@ from memvault.schema.connection import Connection, PageArgs, PageSource, Plan, p
 from memvault.schema.context import Info
 from memvault.schema.executor import SERIALISED
 from memvault.schema.lookahead import memory_fields
+from memvault.validation import MAX_TIME_MS, check_time_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
+# The instants a DateTime can show: years 1 to 9999 (as far as datetime and ISO 8601 text go)
+FIRST_SHOWN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+LAST_SHOWN_MS = MAX_TIME_MS  # 9999-12-31T23:59:59.999Z, also the last time accepted as input
+
+
+def shown_ms(value: Any) -> int:
+    """A stored time as milliseconds a DateTime can show, whatever was stored: beyond year 1 or
+    9999 it is clamped to that end; what is not a number (written around the API) is the epoch.
+    So reading a bad stored time never fails, and never takes its neighbours with it."""
+    if isinstance(value, datetime):  # a BSON date written by hand (naive: UTC)
+        value = datetime_to_ms(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0
+    return int(min(max(value, FIRST_SHOWN_MS), LAST_SHOWN_MS))
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -40,8 +56,10 @@ def serialize_datetime(value: datetime) -> str:
 
 
 def serialize_ms(ms: int) -> str:
-    """``serialize_datetime(ms_to_datetime(ms))`` in one step, ~10x faster: the text of each
-    second is cached, and the memories of a window share few seconds."""
+    """``serialize_datetime(ms_to_datetime(shown_ms(ms)))`` in one step, ~10x faster: the text of
+    each second is cached, and the memories of a window share few seconds."""
+    if type(ms) is not int or not FIRST_SHOWN_MS <= ms <= LAST_SHOWN_MS:
+        ms = shown_ms(ms)
     seconds, millis = divmod(ms, 1000)
     return f"{_second_text(seconds)}.{millis:03d}Z"
 
@@ -52,6 +70,8 @@ def _second_text(seconds: int) -> str:
 
 
 def parse_datetime(value: Any) -> datetime:
+    """An ISO 8601 instant within the range every stored time must keep (see
+    ``check_time_ms``); out of it is BAD_USER_INPUT, also as a literal in the document."""
     if not isinstance(value, str):
         raise ValueError("DateTime must be an ISO 8601 string")
     try:
@@ -60,7 +80,46 @@ def parse_datetime(value: Any) -> datetime:
         raise ValueError(
             f"DateTime {value!r} is not ISO 8601 (e.g. 2026-01-31T12:00:00.000Z)"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    check_time_ms(datetime_to_ms(parsed), what=f"DateTime {value!r}")
+    return parsed
+
+
+def _show_json(value: Any) -> Any:
+    """Stored metadata as JSON can carry it, whatever was stored: a value written around the
+    API (a NaN, a date, an ObjectId, ...) is shown as null or text instead of failing the
+    whole response. Clean values (all of the API's) come back as they are, uncopied."""
+    if _is_json(value):
+        return value
+    shown = _as_json(value)
+    return {} if shown is None else shown  # metadata is JSON!: null would fail the parent
+
+
+def _is_json(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        return all(type(key) is str and _is_json(item) for key, item in value.items())
+    if kind is list:
+        return all(_is_json(item) for item in value)
+    return kind is float and math.isfinite(value)
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json(item) for item in value]
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return serialize_ms(datetime_to_ms(value))
+    return str(value)
 
 
 def _parse_json(value: Any) -> Any:
@@ -82,7 +141,7 @@ SCALARS: dict[object, ScalarDefinition] = {
     JSON: strawberry.scalar(
         name="JSON",
         description="A JSON object.",
-        serialize=lambda value: value,
+        serialize=_show_json,
         parse_value=_parse_json,
     ),
 }
@@ -120,7 +179,7 @@ def from_global_id(global_id: str) -> tuple[str, str]:
 def memories_plan(settings: Settings, args: PageArgs) -> Plan:
     """The keyset windows of ``Session.memories`` for these arguments (also used to prefetch)."""
     return plan_page(
-        args.check(max_size=settings.max_page_size),
+        args.check(settings),
         kind="memories",
         base=Window(),
         default_size=settings.default_page_size,
@@ -138,11 +197,11 @@ def resolve_id(root: Any) -> strawberry.ID:
 
 
 def resolve_created_at(root: Any) -> datetime:
-    return ms_to_datetime(root.created_ms)
+    return ms_to_datetime(shown_ms(root.created_ms))
 
 
 def resolve_updated_at(root: Any) -> datetime:
-    return ms_to_datetime(root.updated_ms)
+    return ms_to_datetime(shown_ms(root.updated_ms))
 
 
 # What the executor's plain leaves read instead of resolver then scalar (see executor.py)
@@ -172,8 +231,8 @@ class User(Node):
             first_name=doc.get("first_name"),
             last_name=doc.get("last_name"),
             metadata=JSON(doc.get("metadata") or {}),
-            created_ms=doc["created_ms"],
-            updated_ms=doc["updated_ms"],
+            created_ms=doc.get("created_ms", 0),  # shown_ms shows any stored value
+            updated_ms=doc.get("updated_ms", 0),
         )
 
     @strawberry.field(description="This user's live sessions, oldest first.")
@@ -186,7 +245,7 @@ class User(Node):
         before: str | None = None,
     ) -> Connection[Session]:
         ctx = info.context
-        args = PageArgs(first, after, last, before).check(max_size=ctx.settings.max_page_size)
+        args = PageArgs(first, after, last, before).check(ctx.settings)
         plan = plan_page(
             args, kind="sessions", base=Window(), default_size=ctx.settings.default_page_size
         )
@@ -228,8 +287,8 @@ class Session(Node):
             session_id=doc["session_id"],
             user_id=doc.get("user_id") or None,
             metadata=JSON(doc.get("metadata") or {}),
-            created_ms=doc["created_ms"],
-            updated_ms=doc["updated_ms"],
+            created_ms=doc.get("created_ms", 0),  # shown_ms shows any stored value
+            updated_ms=doc.get("updated_ms", 0),
             memory_count=max(int(doc.get("memory_count", 0)), 0),
         )
 
@@ -302,7 +361,7 @@ class Memory(Node):
             role_type=ROLE_TYPES.get(get("role_type")),  # type: ignore[arg-type]
             content=get("content"),  # type: ignore[arg-type]
             metadata=get("metadata") or {},  # type: ignore[arg-type]
-            token_count=get("token_count"),
+            token_count=_shown_int(get("token_count")),
             created_ms=get("created_ms"),  # type: ignore[arg-type]
             updated_ms=get("updated_ms"),  # type: ignore[arg-type]
             session_id=doc["session_id"],
@@ -314,6 +373,14 @@ class Memory(Node):
         if doc is None:  # deleted between reading the memory and its session
             raise NotFound(f"session {self.session_id!r} of memory {self.uuid!r} was deleted")
         return Session.from_doc(doc)
+
+
+def _shown_int(value: Any) -> int | None:
+    """A stored optional count as GraphQL's Int can show it (32 bits), else null: the API
+    stores no other, but a value written around it must not fail the read."""
+    if type(value) is int and -(2**31) <= value < 2**31:
+        return value
+    return None
 
 
 NODE_TYPES = {"User": User, "Session": Session, "Memory": Memory}
