@@ -6,24 +6,28 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pymongo
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from memvault.db.documents import UNION_SIZES
 from memvault.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect
 from memvault.db.indexes import ensure_indexes
 from memvault.db.purge import purge
+from memvault.db.shapes import warm_up
 from memvault.endpoint import GraphQLEndpoint
 from memvault.schema import build_schema
 from memvault.schema.view import GraphQLApp
 from memvault.security import Authenticator
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
@@ -35,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("memvault")
 
 READY_TIMEOUT_S = 1.0
+# Bound of start-up's and the purge's database work (index builds, the warm-up, deleting a
+# backlog): no request waits for it, and on a big database it may rightly take minutes, far
+# past MEMVAULT_DB_TIMEOUT_MS, which bounds every other operation.
+BACKGROUND_TIMEOUT_S = 600.0
 # A nested read allocates tens of thousands of objects that live until its response is written.
 # At CPython's default young threshold (700) that is dozens of collections per request, which
 # promote the live request objects until full collections walk the whole heap (schema, driver).
@@ -73,10 +81,20 @@ async def purge_forever(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(settings.purge_interval)
         try:
-            counts = await purge(runtime.db, older_than_ms=settings.purge_after * 1000)
+            with pymongo.timeout(BACKGROUND_TIMEOUT_S):
+                counts = await purge(runtime.db, older_than_ms=settings.purge_after * 1000)
             log.info("purge: removed %s", counts)
         except PyMongoError as exc:
             log.warning("purge failed, will try again: %s", exc)
+
+
+async def warm(db: AsyncDatabase[Doc], sizes: Sequence[int]) -> None:
+    """Run the engine's batched read shapes of these union sizes once (``db/shapes.py``)."""
+    started = time.monotonic()
+    with pymongo.timeout(BACKGROUND_TIMEOUT_S):
+        sent = await warm_up(db, sizes=sizes)
+    elapsed = time.monotonic() - started
+    log.info("warmed %d read shapes (unions up to %d) in %.1fs", sent, max(sizes), elapsed)
 
 
 def tune_garbage_collector() -> None:
@@ -118,7 +136,12 @@ def create_app(
                 log.info("embedded engine answers on %s", uri)
             else:
                 log.info("using MongoDB at %s", _redact(uri))
-            mongo = connect(uri, timeout_ms=settings.db_timeout_ms, event_listeners=[commands])
+            mongo = connect(
+                uri,
+                timeout_ms=settings.db_timeout_ms,
+                operation_timeout_ms=settings.db_timeout_ms,
+                event_listeners=[commands],
+            )
         database = mongo[settings.database]
         runtime = Runtime(
             settings=settings,
@@ -136,8 +159,14 @@ def create_app(
             await runtime.db.command("ping")
             log.info("database %r answers ping", settings.database)
             embedded = await is_embedded_engine(mongo)
-            declared = await ensure_indexes(runtime.db, embedded=embedded)
+            with pymongo.timeout(BACKGROUND_TIMEOUT_S):
+                declared = await ensure_indexes(runtime.db, embedded=embedded)
             log.info("ensured %d indexes (%s set)", declared, "embedded" if embedded else "MongoDB")
+            if embedded and own_client:  # (tests sharing one client skip it)
+                # The largest unions (~0.5 s of engine CPU each to compile) are left to their first
+                # use: warming them here delayed every start by seconds, and warming them behind a
+                # serving server stalled the engine under the first requests' load.
+                await warm(runtime.db, UNION_SIZES[:-1])
             if engine is not None:
                 runtime.tasks.append(
                     asyncio.create_task(engine.supervise(), name="engine-supervisor")
@@ -179,7 +208,10 @@ def create_app(
 
     async def readyz(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
-        if await ping(runtime.db):
+        # A dead embedded engine is not ready even while a restarted one would answer the ping
+        # in time: the driver retries the ping within its operation timeout.
+        engine_down = runtime.engine is not None and not runtime.engine.alive()
+        if not engine_down and await ping(runtime.db):
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "database unavailable"}, status_code=503)
 

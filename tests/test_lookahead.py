@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import strawberry
 from graphql import FieldNode, OperationDefinitionNode, parse
 from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
+from strawberry.schema.config import StrawberryConfig
 
 from memvault.config import Settings
+from memvault.db.memories import CHAT_FIELDS, MEMORY_SHAPES, MEMORY_VIEW, memory_shape
 from memvault.schema import lookahead, schema
+from memvault.schema.context import Context
+from memvault.schema.loaders import DataLoaders
 from memvault.schema.lookahead import MEMORY_KEYS, MEMORY_SOURCES, fields_under
+from memvault.schema.mutation import Mutation
+from memvault.schema.query import Query
+from memvault.schema.types import SCALARS, Memory, Session, User
+from memvault.security import OPEN
 from tests.conftest import GraphQLClient
 from tests.factories import listened_app
 
@@ -120,7 +131,7 @@ EVERYTHING = """{ users(first: 5) { nodes { sessions(first: 5) { nodes {
       tokenCount createdAt updatedAt session { sessionId } } } } } } } } }"""
 
 
-async def test_nested_read_fetches_only_content(
+async def test_nested_read_fetches_the_smallest_view(
     watched: tuple[GraphQLClient, MemoryReads],
 ) -> None:
     gql, reads = watched
@@ -130,7 +141,7 @@ async def test_nested_read_fetches_only_content(
         [f"s{s}-m2", f"s{s}-m3"] for s in range(3)
     ]
     assert reads.projections, "no memories read was seen"
-    assert all(p == set(MEMORY_KEYS) | {"content"} for p in reads.projections)
+    assert all(p == set(CHAT_FIELDS) for p in reads.projections)
 
 
 async def test_every_field_still_answers(watched: tuple[GraphQLClient, MemoryReads]) -> None:
@@ -172,7 +183,7 @@ async def test_recent_window_reads_only_what_it_shows(
     )
     assert [n["content"] for n in data["session"]["memories"]["nodes"]] == ["s2-m2", "s2-m3"]
     assert [n["role"] for n in data["session"]["memories"]["nodes"]] == ["r2", "r3"]
-    assert reads.projections == [set(MEMORY_KEYS) | {"role", "content", "created_ms"}]
+    assert reads.projections == [set(CHAT_FIELDS)]
 
 
 async def test_selection_is_mapped_once_per_request(
@@ -195,3 +206,119 @@ async def test_selection_is_mapped_once_per_request(
     walked.clear()
     await gql.ok(NESTED)
     assert len(walked) == 2
+
+
+def test_every_selection_gets_one_of_the_few_memory_views() -> None:
+    """Whatever subset of Memory fields a query selects, its read asks for one of
+    ``MEMORY_SHAPES`` holding them: a closed set, so the engine compiles no new projection."""
+    stored = sorted({s for sources in MEMORY_SOURCES.values() for s in sources} - set(MEMORY_KEYS))
+    for picked in itertools.chain.from_iterable(
+        itertools.combinations(stored, n) for n in range(len(stored) + 1)
+    ):
+        fields = frozenset(MEMORY_KEYS) | set(picked)
+        shape = memory_shape(fields)
+        assert shape in MEMORY_SHAPES
+        assert fields <= (shape if shape is not None else set(MEMORY_VIEW))
+    assert memory_shape(frozenset(MEMORY_KEYS) | {"content", "role"}) == CHAT_FIELDS
+    assert memory_shape(frozenset(MEMORY_KEYS) | {"metadata"}) is None
+    assert memory_shape(None) is None
+
+
+# Differential: the served path (executor shortcuts, lookahead projections, the recent-window
+# prefetch) must answer exactly what plain Strawberry execution answers reading whole documents.
+A = "fragment A on Session { memories(first: 2) { nodes { seq } } }"
+B = "fragment B on Session { memories(first: 2) { nodes { content } } }"
+M = "fragment M on Session { memories(first: 2) { nodes { metadata tokenCount updatedAt } } }"
+S0 = 'session(sessionId: "la-0")'
+U = 'user(userId: "la-user")'
+ISSUE_SESSION = f"{{ a: {S0} {{ ...A }} b: {S0} {{ ...A ...B }} }} {A} {B}"
+ISSUE_USER = (
+    f"{{ a: {U} {{ sessions {{ nodes {{ ...A }} }} }}"
+    f" b: {U} {{ sessions {{ nodes {{ ...A ...B }} }} }} }} {A} {B}"
+)
+BOTH_WAYS = {"yes": True, "no": False}
+DIFFERENTIAL: list[tuple[str, str, dict[str, Any]]] = [
+    ("issue, session", ISSUE_SESSION, {}),
+    ("issue, user sessions", ISSUE_USER, {}),
+    ("issue, one user", f"{{ {U} {{ a: sessions {{ nodes {{ ...A }} }} b: sessions {{ nodes {{ ...A ...B }} }} }} }} {A} {B}", {}),
+    ("fragments across views", f"{{ a: {S0} {{ ...A }} b: {S0} {{ ...A ...M }} }} {A} {M}", {}),
+    ("fragments across views, reversed", f"{{ a: {S0} {{ ...A ...M }} b: {S0} {{ ...A }} }} {A} {M}", {}),
+    ("user sessions across views", f"{{ a: {U} {{ sessions {{ nodes {{ ...A }} }} }} b: {U} {{ sessions {{ nodes {{ ...M ...A }} }} }} }} {A} {M}", {}),
+    ("user and session share a fragment", f'{{ {U} {{ sessions {{ nodes {{ ...A }} }} }} session(sessionId: "la-1") {{ ...A ...M }} }} {A} {M}', {}),
+    ("aliased memories", f"{{ {S0} {{ x: memories(last: 2) {{ nodes {{ seq }} }} y: memories(last: 2) {{ nodes {{ metadata role }} }} }} }}", {}),
+    ("aliased sessions, recent windows", f"{{ x: {S0} {{ memories(last: 2) {{ nodes {{ seq }} }} }} y: {S0} {{ memories(last: 2) {{ nodes {{ metadata role }} }} }} }}", {}),
+    ("aliased memories under user", f"{{ {U} {{ sessions {{ nodes {{ sessionId x: memories(last: 1) {{ nodes {{ seq }} }} y: memories(last: 1) {{ nodes {{ metadata }} }} }} }} }} }}", {}),
+    ("inline fragment", f"{{ a: {S0} {{ memories(first: 2) {{ nodes {{ seq }} }} }} b: {S0} {{ memories(first: 2) {{ nodes {{ seq }} }} ... on Session {{ memories(first: 2) {{ nodes {{ metadata }} }} }} }} }}", {}),
+    ("inline fragment in nodes", f"{{ a: {S0} {{ memories(last: 2) {{ nodes {{ seq }} }} }} b: {S0} {{ memories(last: 2) {{ nodes {{ seq ... on Memory {{ tokenCount }} }} }} }} }}", {}),
+    ("edges and nodes", f"{{ a: {S0} {{ memories(last: 2) {{ edges {{ node {{ seq }} }} }} }} b: {S0} {{ memories(last: 2) {{ edges {{ cursor node {{ seq }} }} nodes {{ metadata }} }} }} }}", {}),
+    *(
+        (
+            f"@include/@skip {variables}",
+            f"query($yes: Boolean!, $no: Boolean!) {{ a: {S0} {{ ...A }}"
+            f" b: {S0} {{ ...A ...M @include(if: $yes) }} c: {S0} {{ ...A ...M @skip(if: $yes) }}"
+            f" d: {S0} {{ memories(first: 2) {{ nodes {{ seq metadata @include(if: $no) content @skip(if: $no) }} }} }}"
+            f" e: {U} {{ sessions {{ nodes {{ ...A ... on Session @include(if: $yes) {{ ...M }} }} }} }} }} {A} {M}",
+            variables,
+        )
+        for variables in (BOTH_WAYS, {"yes": False, "no": True})
+    ),
+]  # fmt: skip
+
+
+def _plain_schema() -> strawberry.Schema:
+    """memvault's types executed by Strawberry and graphql-core alone: no executor shortcuts,
+    no lean resolvers."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[User, Session, Memory],
+        config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "document", "variables"), DIFFERENTIAL, ids=[case[0] for case in DIFFERENTIAL]
+)
+async def test_same_answer_as_plain_execution_of_whole_documents(
+    watched: tuple[GraphQLClient, MemoryReads],
+    db: AsyncDatabase[dict[str, Any]],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    document: str,
+    variables: dict[str, Any],
+) -> None:
+    gql, _ = watched
+    served = await gql.raw(document, variables)
+    context = Context(
+        request=None,  # type: ignore[arg-type]  # no resolver reads it
+        db=db,
+        settings=settings,
+        principal=OPEN,
+        request_id="-",
+        loaders=DataLoaders(db=db, project_id=OPEN.project_id),
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(lookahead, "fields_under", lambda *_: None)  # every read: whole documents
+        plain = await _plain_schema().execute(
+            document, variable_values=variables, context_value=context
+        )
+    assert not plain.errors, plain.errors
+    assert served == {"data": json.loads(json.dumps(plain.data))}
+
+
+async def test_fragment_spread_in_two_places_answers_both(
+    watched: tuple[GraphQLClient, MemoryReads],
+) -> None:
+    """Issue 13, item 5: ``b`` merges ``...A`` and ``...B``; it used to get ``a``'s projection,
+    then null with INTERNAL_SERVER_ERROR (``Cannot return null for non-nullable field
+    Memory.content``)."""
+    gql, _ = watched
+    first_two = [{"seq": 1, "content": "s0-m0"}, {"seq": 2, "content": "s0-m1"}]
+    data = await gql.ok(ISSUE_SESSION)
+    assert data["a"]["memories"]["nodes"] == [{"seq": m["seq"]} for m in first_two]
+    assert data["b"]["memories"]["nodes"] == first_two
+    data = await gql.ok(ISSUE_USER)
+    sessions = data["b"]["sessions"]["nodes"]
+    assert [s["memories"]["nodes"][1]["content"] for s in sessions] == ["s0-m1", "s1-m1", "s2-m1"]
+    assert data["a"]["sessions"]["nodes"][0]["memories"]["nodes"] == [{"seq": 1}, {"seq": 2}]

@@ -1,4 +1,5 @@
-"""Every query the data layer sends is served by an index declared for MongoDB.
+"""Every query the data layer sends is served by an index declared for MongoDB, and every
+batched read is one of a closed set of shapes that the server runs once at start.
 
 A workload runs through the API (every mutation, lookups, connections with filters and cursors,
 nested batches, purge, erasure, keys) while a command listener records each filter the
@@ -11,17 +12,22 @@ metadata equality) is a residual filter on the rows the index selects, not a way
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from pymongo import monitoring
 
+from memvault import main
 from memvault.config import Settings
 from memvault.db import api_keys
+from memvault.db.documents import UNION_SIZES
 from memvault.db.engine import connect
 from memvault.db.indexes import MONGODB_INDEXES, Index
+from memvault.db.memories import MEMORY_SHAPES, memory_view
 from memvault.db.purge import purge
 from memvault.main import create_app
 from tests.conftest import GraphQLClient
@@ -186,3 +192,141 @@ async def test_every_query_shape_is_index_backed_on_mongodb(
         print(f"  {shape}  ->  {index.keys if index else None}")
     assert not unserved, "\n".join(str(shape) for shape, _ in unserved)
     assert len(table) >= 20  # the workload really exercised the data layer
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded engine compiles each distinct statement once, and a union's compile costs up to
+# seconds: every batched read is one of a closed set of shapes, all run once at start.
+
+FIELDS = ("id", "uuid", "seq", "role", "roleType", "content", "metadata", "tokenCount",
+          "createdAt", "updatedAt", "session { sessionId }")  # fmt: skip
+
+
+def skeleton(value: Any, key: str = "") -> Any:
+    """What the engine compiles of a command: its structure, with values as placeholders (a
+    ``$limit`` and every string are parameters; sort directions and projections are not)."""
+    if isinstance(value, dict):
+        return tuple((k, skeleton(v, k)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(skeleton(v) for v in value)
+    if isinstance(value, str) or key == "$limit":
+        return type(value).__name__
+    return value
+
+
+def branches(pipeline: list[dict[str, Any]]) -> int:
+    return 1 + sum(branches(s["$unionWith"]["pipeline"]) for s in pipeline if "$unionWith" in s)
+
+
+class UnionRecorder(monitoring.CommandListener):
+    """The batched reads (aggregates with ``$unionWith``) the application sends."""
+
+    def __init__(self) -> None:
+        self.pipelines: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "aggregate":
+            pipeline = event.command["pipeline"]
+            if any("$unionWith" in stage for stage in pipeline):
+                self.pipelines.append((event.command["aggregate"], pipeline))
+
+    def skeletons(self) -> set[Any]:
+        return {(collection, skeleton(p)) for collection, p in self.pipelines}
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def memory_projections(pipeline: list[dict[str, Any]], collection: str) -> list[dict[str, Any]]:
+    found = [s["$project"] for s in pipeline if "$project" in s and collection == "memories"]
+    for stage in pipeline:
+        if "$unionWith" in stage:
+            inner = stage["$unionWith"]
+            found += memory_projections(inner["pipeline"], inner["coll"])
+    return found
+
+
+def shapes_workload(rng: random.Random) -> list[str]:
+    """Reads of random subsets of Memory fields along every path, over 1 to 22 parents."""
+    work = []
+    for _ in range(8):
+        sel = " ".join(rng.sample(FIELDS, rng.randint(1, 5)))
+        user = f"u{rng.randint(1, 3)}"
+        work += [
+            f'{{ session(sessionId: "u2-s1") {{ memories(last: 3) {{ nodes {{ {sel} }} }} }} }}',
+            f'{{ session(sessionId: "u3-s0") {{ sessionId memories(first: 2) {{ edges {{ node {{ {sel} }} }} }} }} }}',
+            f"{{ users(first: 10) {{ nodes {{ sessions(first: 20) {{ nodes {{ memories(last: 2) {{ nodes {{ {sel} }} }} }} }} }} }} }}",
+            f'{{ user(userId: "{user}") {{ sessions(last: 9) {{ nodes {{ user {{ userId }} memories(first: 2) {{ nodes {{ {sel} }} }} }} }} }} }}',
+        ]  # fmt: skip
+    aliases = " ".join(
+        f'm{n}: memory(uuid: "u3-s{n}-0") {{ seq session {{ sessionId }} }}' for n in range(7)
+    )
+    return [
+        *work,
+        "{ sessions(first: 30) { nodes { user { userId } } } }",
+        f"{{ {aliases} }}",
+        '{ a: node(id: "VXNlcjp1MA==") { id } b: node(id: "VXNlcjp1MQ==") { id } }',
+    ]
+
+
+async def test_batched_reads_are_a_closed_set_warmed_at_start(
+    embedded: bool,
+    mongo_uri: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 13, item 11: a query selecting a new subset of Memory fields, or a page of a new
+    number of parents, used to send a statement the engine had never compiled (seconds of its
+    CPU with every other command waiting). Every batched read is now one of the shapes the
+    server runs once at start: one of two memory projections, one of ``UNION_SIZES`` branches."""
+    if not embedded:
+        pytest.skip("the warm-up is for the embedded engine")
+    recorder = UnionRecorder()
+    real_connect = main.connect
+
+    def recording(uri: str, *, event_listeners: Any = (), **options: Any) -> Any:
+        return real_connect(uri, **options, event_listeners=[*event_listeners, recorder])
+
+    monkeypatch.setattr(main, "connect", recording)
+    app = main.create_app(dataclasses.replace(settings, mongodb_uri=mongo_uri))
+    async with app.router.lifespan_context(app):
+        # unions of up to 20 branches are warmed before serving; the ten largest compile on first
+        # use in a server, and here once more by hand, so that every shape must be a known one
+        await main.warm(app.state.runtime.db, UNION_SIZES[-1:])
+        warmed = recorder.skeletons()
+        recorder.pipelines.clear()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as http:
+            gql = GraphQLClient(http)
+            sizes = (1, 3, 6, 12)
+            for u, count in enumerate(sizes):
+                await gql.ok(f'mutation {{ createUser(input: {{userId: "u{u}"}}) {{ userId }} }}')
+                for s in range(count):
+                    memories = [
+                        {"uuid": f"u{u}-s{s}-{m}", "roleType": "USER", "content": f"c{m}"}
+                        for m in range(3 if s else 150)  # 150: the uuid lookup of a long call
+                    ]
+                    add = {"sessionId": f"u{u}-s{s}", "userId": f"u{u}", "memories": memories}
+                    await gql.ok(
+                        "mutation($i: AddMemoriesInput!) { addMemories(input: $i) { session { sessionId } } }",
+                        {"i": add},
+                    )
+            for document in shapes_workload(random.Random(13)):
+                await gql.ok(document)
+    sent = recorder.pipelines
+    assert sum(c == "memories" for c, _ in sent) > 20, "the workload sent few batched reads"
+    assert {branches(p) for _, p in sent} <= set(UNION_SIZES)
+    views = [memory_view(shape) for shape in MEMORY_SHAPES]
+    assert all(p in views for c, pipe in sent for p in memory_projections(pipe, c))
+    unwarmed = recorder.skeletons() - warmed
+    assert not unwarmed, f"{len(unwarmed)} batched read shapes were not warmed at start"
+    with capsys.disabled():
+        print(
+            f"\n[{len(warmed)} batched read shapes warmed at start; the workload sent"
+            f" {len(sent)} batched reads in {len(recorder.skeletons())} of them]"
+        )

@@ -6,12 +6,17 @@ import asyncio
 import dataclasses
 import os
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
+from memvault import main
 from memvault.config import Settings
+from memvault.db.documents import Window, union_pipeline
 from memvault.db.engine import EmbeddedEngine, connect
 from memvault.main import create_app
 
@@ -61,3 +66,52 @@ async def test_outage_gives_service_unavailable_then_recovers(tmp_path: Path) ->
     finally:
         await client.close()
         engine.stop()
+
+
+async def test_busy_engine_gives_service_unavailable_not_a_wait(
+    mongo_uri: str,
+    db: AsyncDatabase[dict[str, Any]],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13, item 11: the embedded engine runs one command at a time per database but
+    answers the driver's monitor meanwhile, so nothing failed the operations queued behind a
+    long command; they waited for all of it (20 s seen). Each operation now gives up after
+    ``MEMVAULT_DB_TIMEOUT_MS``."""
+
+    async def no_warm_up(*_: Any, **__: Any) -> int:  # start-up's warm-up is not tested here
+        return 0
+
+    monkeypatch.setattr(main, "warm_up", no_warm_up)
+    served = dataclasses.replace(
+        settings, mongodb_uri=mongo_uri, db_timeout_ms=300, auth_cache_seconds=3600
+    )
+    app = create_app(served)  # its own client, as `memvault serve` has
+    query = {"query": '{ session(sessionId: "nope") { sessionId } }'}
+    # A union the engine has never compiled: ~4 s of its CPU here (quadratic in the branches).
+    window = Window(descending=True, limit=1)
+    projection = {f"never_seen_{uuid.uuid4().hex}": 1}
+    busy = union_pipeline(
+        "memories",
+        [window.pipeline({"seq_key": {"$gte": f"{n}", "$lt": f"{n}~"}}, "seq_key", projection)
+         for n in range(300)],
+    )  # fmt: skip
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.post("/graphql", json=query)).json() == {"data": {"session": None}}
+
+            async def run_busy() -> float:
+                started = time.monotonic()
+                await (await db["memories"].aggregate(busy)).to_list()
+                return time.monotonic() - started
+
+            long_command = asyncio.create_task(run_busy())
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            body = (await http.post("/graphql", json=query)).json()
+            waited = time.monotonic() - started
+            busy_for = await long_command
+            assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
+            assert waited < min(busy_for, 3.0), (waited, busy_for)
+            assert (await http.post("/graphql", json=query)).json() == {"data": {"session": None}}

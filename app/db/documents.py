@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from memvault.db.merge import merge_patch
 from memvault.errors import AlreadyExists, Conflict, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from pymongo.asynchronous.collection import AsyncCollection
+
+    from memvault.db.merge import MetadataPatch
 
 Doc = dict[str, Any]
 Key = str | int
@@ -33,6 +34,16 @@ Key = str | int
 # nested unions stay linear (100 branches in groups: 55-70 ms). Branches are grouped by this many:
 # a pipeline then holds its own group's unions plus at most as many nested groups, under 40.
 UNION_WIDTH = 20
+# The engine compiles each distinct statement once (its values are parameters), and a union's
+# compile grows with the square of its branches: first runs measured 0.05 s at 20 branches,
+# 0.3-0.8 s at 100, 4.4 s at 300, 9.7 s at 400 (repeats: 3, 19-65, 67, 91 ms), while every other
+# command waited. So the branch count is one of a closed set, each compiled at start
+# (``shapes.py``): a union is padded with branches that match nothing (0.05 ms each) up to the
+# next of these sizes, in commands of at most the largest (a page of the largest default size
+# is one command).
+UNION_SIZES = (2, 5, 10, 20, 100)
+# A key no stored document has (ids refuse control characters): what padding branches look up.
+NO_KEY = "\x01"
 # Largest first batch asked for (a reply stays well under MongoDB's 16 MiB per batch of rows this
 # size only because every batched read is bounded by page size times parents).
 MAX_BATCH_ROWS = 10_000
@@ -176,10 +187,20 @@ async def aggregate_bounded(
 
 
 async def _union(
-    coll: AsyncCollection[Doc], branches: Sequence[list[Doc]], *, rows_per_branch: int
+    coll: AsyncCollection[Doc],
+    branches: Sequence[list[Doc]],
+    *,
+    blank: list[Doc],
+    rows_per_branch: int,
 ) -> list[Doc]:
-    pipeline = union_pipeline(coll.name, branches)
-    return await aggregate_bounded(coll, pipeline, most=len(branches) * rows_per_branch)
+    """Every branch's rows, in commands of at most ``UNION_SIZES[-1]`` branches, each padded to
+    one of ``UNION_SIZES`` with ``blank``: a branch of the same shape that matches nothing."""
+    rows: list[Doc] = []
+    for chunk in _chunks(branches, UNION_SIZES[-1]):
+        size = next(size for size in UNION_SIZES if size >= len(chunk))
+        pipeline = union_pipeline(coll.name, [*chunk, *[blank] * (size - len(chunk))])
+        rows += await aggregate_bounded(coll, pipeline, most=len(chunk) * rows_per_branch)
+    return rows
 
 
 async def find_windows(
@@ -196,6 +217,7 @@ async def find_windows(
     return await find_ranges(
         coll,
         queries={group: ({**match, group_field: group}, window) for group in groups},
+        blank=({**match, group_field: NO_KEY}, window),
         group_field=group_field,
         key_field=key_field,
         projection=projection,
@@ -206,13 +228,15 @@ async def find_ranges(
     coll: AsyncCollection[Doc],
     *,
     queries: Mapping[str, tuple[Mapping[str, Any], Window]],
+    blank: tuple[Mapping[str, Any], Window],
     group_field: str,
     key_field: str,
     projection: Mapping[str, Any] | None = None,
 ) -> dict[str, list[Doc]]:
     """Each group's keyset window (its own filter and range), in one command of bounded,
     index-backed branches. No group's rows beyond its window are read; each group's rows come
-    back in its window's order."""
+    back in its window's order. ``blank`` is a query shaped as the others that matches nothing
+    (see ``_union``)."""
     result: dict[str, list[Doc]] = {group: [] for group in queries}
     live = {g: (m, w) for g, (m, w) in queries.items() if not w.empty() and w.limit > 0}
     if len(live) == 1:  # one parent (the common case of a lookup): a plain, cheaper find
@@ -225,7 +249,8 @@ async def find_ranges(
         return result
     branches = [window.pipeline(match, key_field, projection) for match, window in live.values()]
     rows_per_branch = max(window.limit for _, window in live.values())
-    for doc in await _union(coll, branches, rows_per_branch=rows_per_branch):
+    padding = blank[1].pipeline(blank[0], key_field, projection)
+    for doc in await _union(coll, branches, blank=padding, rows_per_branch=rows_per_branch):
         result[doc[group_field]].append(doc)
     for group, (_, window) in live.items():  # MongoDB does not promise $unionWith's order
         result[group].sort(key=lambda doc: doc[key_field], reverse=window.descending)
@@ -241,7 +266,7 @@ async def find_by_keys(
     projection: Mapping[str, Any] | None = None,
 ) -> dict[str, Doc]:
     """Documents whose unique ``field`` is one of ``values``: one equality branch per value, one
-    command.
+    command (per ``UNION_SIZES[-1]`` values).
 
     (``$in`` is a collection scan on the embedded engine; equality branches use its index.)
     """
@@ -254,7 +279,8 @@ async def find_by_keys(
     branches: list[list[Doc]] = [
         [{"$match": {**match, field: value}}, *tail] for value in dict.fromkeys(values)
     ]
-    return {doc[field]: doc for doc in await _union(coll, branches, rows_per_branch=1)}
+    blank = [{"$match": {**match, field: NO_KEY}}, *tail]
+    return {doc[field]: doc for doc in await _union(coll, branches, blank=blank, rows_per_branch=1)}
 
 
 def view(*fields: str) -> dict[str, int]:
@@ -307,7 +333,7 @@ async def patch_document(
     match: Mapping[str, Any],
     what: str,
     set_fields: Mapping[str, Any] | None = None,
-    metadata_patch: Mapping[str, Any] | None = None,
+    metadata_patch: MetadataPatch | None = None,
     revive: bool = False,
     now: int | None = None,
 ) -> Doc:
@@ -315,8 +341,9 @@ async def patch_document(
 
     Read, merge, write back guarded by ``version``, and retry on a version conflict, so concurrent
     merges of different keys all survive. Metadata is always written as a whole object (a boolean
-    written by dotted path comes back as 1 on the embedded engine). With ``revive`` a soft-deleted
-    document is brought back; without it, a deleted one is NOT_FOUND.
+    written by dotted path comes back as 1 on the embedded engine), and only once the merged
+    object meets the patch's limits. With ``revive`` a soft-deleted document is brought back;
+    without it, a deleted one is NOT_FOUND.
     """
     base = dict(match) if revive else {**match, "deleted_ms": 0}
     for attempt in range(PATCH_ATTEMPTS):
@@ -325,7 +352,7 @@ async def patch_document(
             raise NotFound(f"{what} not found")
         changes: Doc = dict(set_fields or {})
         if metadata_patch is not None:
-            changes["metadata"] = merge_patch(current.get("metadata") or {}, metadata_patch)
+            changes["metadata"] = metadata_patch.merged_into(current.get("metadata") or {})
         if revive and current["deleted_ms"]:
             changes.update(deleted_ms=0, deletion_id="")
         changes["updated_ms"] = now or now_ms()

@@ -30,8 +30,11 @@ class Context:
     principal: Principal
     request_id: str
     loaders: DataLoaders
-    # Per connection field node: the stored fields its nodes need (see lookahead.py).
-    lookahead: dict[int, tuple[FieldNode, Fields]] = field(default_factory=dict)
+    # Per merged selection of a memories field (the ids of its field nodes): the stored fields
+    # its nodes need (see lookahead.py).
+    lookahead: dict[tuple[int, ...], tuple[tuple[FieldNode, ...], Fields]] = field(
+        default_factory=dict
+    )
 
     @property
     def project_id(self) -> str:

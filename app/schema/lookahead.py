@@ -3,7 +3,9 @@
 A chat client asking ``memories(last: 10) { nodes { content } }`` for a hundred sessions needs
 the content, not the metadata, roles and timestamps of a thousand memories: decoding and wrapping
 those is most of what such a read costs the API. The selection under a ``memories`` connection
-field is mapped to document fields; anything not understood falls back to the full view.
+field is mapped to document fields, rounded up to one of the data layer's few memory views
+(``MEMORY_SHAPES`` in ``memvault.db.memories``: each new projection costs the embedded engine a
+compile); anything not understood falls back to the full view.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+
+from memvault.db.memories import MEMORY_KEYS, memory_shape
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -34,23 +38,26 @@ MEMORY_SOURCES: dict[str, tuple[str, ...]] = {
     "updatedAt": ("updated_ms",),
     "session": ("session_id",),
 }
-# Always fetched: how rows are grouped, ordered and turned into cursors and nodes.
-MEMORY_KEYS = ("session_id", "uuid", "seq", "seq_key")
 
 Fields = frozenset[str] | None
 """Stored fields to fetch; None: the full view."""
 
 
 def memory_fields(info: Info, connection_nodes: Sequence[FieldNode] | None = None) -> Fields:
-    """The stored fields the memory nodes under a ``memories`` field need: the field being
-    resolved, or ``connection_nodes`` (a parent prefetching it). Computed once per request per
-    field node, for all the sessions sharing it and for a prefetch and the field alike."""
+    """The memory view (one of ``MEMORY_SHAPES``) the memory nodes under a ``memories`` field
+    need: the field being resolved, or ``connection_nodes`` (a parent prefetching it).
+
+    Computed once per request per merged selection, for all the sessions sharing it and for a
+    prefetch and the field alike. The key is every field node of the selection: one fragment
+    spread in two places gives two selections that share their first node and differ after it.
+    """
     raw = info._raw_info
-    nodes = raw.field_nodes if connection_nodes is None else connection_nodes
+    nodes = tuple(raw.field_nodes if connection_nodes is None else connection_nodes)
+    key = tuple(map(id, nodes))
     cache = info.context.lookahead
-    cached = cache.get(id(nodes[0]))
-    if cached is None:
-        cached = cache[id(nodes[0])] = (nodes[0], fields_under(nodes, raw.fragments))
+    cached = cache.get(key)
+    if cached is None:  # the nodes are kept with their ids, so no id is reused meanwhile
+        cached = cache[key] = (nodes, memory_shape(fields_under(nodes, raw.fragments)))
     return cached[1]
 
 
