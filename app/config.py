@@ -63,11 +63,35 @@ class Settings:
     max_query_depth: int = field(default=10, metadata={"doc": "deepest GraphQL selection"})
     max_aliases: int = field(default=20, metadata={"doc": "most aliases in one document"})
     max_tokens: int = field(default=5000, metadata={"doc": "most tokens in one document"})
+    max_query_bytes: int = field(
+        default=65536, metadata={"doc": "largest GraphQL document, UTF-8 bytes"}
+    )
     max_body_bytes: int = field(
         default=5 * 1024 * 1024, metadata={"doc": "largest request body (413 above)"}
     )
+    max_query_cost: int = field(
+        default=100_000, metadata={"doc": "most objects a query may answer (see Limits)"}
+    )
+    max_response_bytes: int = field(
+        default=32 * 1024 * 1024, metadata={"doc": "largest response body"}
+    )
+    request_timeout: float = field(
+        default=10.0, metadata={"doc": "seconds a GraphQL request may run before it is stopped"}
+    )
     max_memories_per_call: int = field(
         default=1000, metadata={"doc": "most memories in one addMemories"}
+    )
+    max_header_bytes: int = field(
+        default=32768, metadata={"doc": "largest request line and headers together (431 above)"}
+    )
+    header_timeout: float = field(
+        default=60.0, metadata={"doc": "seconds to receive a request's headers (408)"}
+    )
+    body_timeout: float = field(
+        default=60.0, metadata={"doc": "seconds to receive a whole request body (408)"}
+    )
+    keep_alive_timeout: int = field(
+        default=5, metadata={"doc": "seconds an idle kept-alive connection stays open"}
     )
 
     @classmethod
@@ -101,13 +125,21 @@ class Settings:
             (self.max_query_depth >= 2, "MEMVAULT_MAX_QUERY_DEPTH must be >= 2"),
             (self.max_aliases >= 0, "MEMVAULT_MAX_ALIASES must be >= 0"),
             (self.max_tokens >= 100, "MEMVAULT_MAX_TOKENS must be >= 100"),
+            (self.max_query_bytes >= 1024, "MEMVAULT_MAX_QUERY_BYTES must be >= 1024"),
             (self.max_body_bytes >= 1024, "MEMVAULT_MAX_BODY_BYTES must be >= 1024"),
+            (self.max_query_cost >= 1, "MEMVAULT_MAX_QUERY_COST must be >= 1"),
+            (self.max_response_bytes >= 1024, "MEMVAULT_MAX_RESPONSE_BYTES must be >= 1024"),
+            (self.request_timeout > 0, "MEMVAULT_REQUEST_TIMEOUT must be > 0"),
             (self.max_id_length >= 1, "MEMVAULT_MAX_ID_LENGTH must be >= 1"),
             (self.max_metadata_bytes >= 2, "MEMVAULT_MAX_METADATA_BYTES must be >= 2"),
             (self.max_metadata_depth >= 1, "MEMVAULT_MAX_METADATA_DEPTH must be >= 1"),
             (self.max_metadata_key_length >= 1, "MEMVAULT_MAX_METADATA_KEY_LENGTH must be >= 1"),
             (self.max_content_bytes >= 1, "MEMVAULT_MAX_CONTENT_BYTES must be >= 1"),
             (self.max_memories_per_call >= 1, "MEMVAULT_MAX_MEMORIES_PER_CALL must be >= 1"),
+            (self.max_header_bytes >= 1024, "MEMVAULT_MAX_HEADER_BYTES must be >= 1024"),
+            (self.header_timeout > 0, "MEMVAULT_HEADER_TIMEOUT must be > 0"),
+            (self.body_timeout > 0, "MEMVAULT_BODY_TIMEOUT must be > 0"),
+            (self.keep_alive_timeout >= 1, "MEMVAULT_KEEP_ALIVE_TIMEOUT must be >= 1"),
             (
                 self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                 "MEMVAULT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR",

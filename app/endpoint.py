@@ -1,7 +1,10 @@
-"""``/graphql``: the body limit and API key checks, then GraphQL (see ``app/schema/view.py``)."""
+"""``/graphql``: the body limit and API key checks, then GraphQL (see ``app/schema/view.py``)
+within the request deadline (``MEMVAULT_REQUEST_TIMEOUT``)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
@@ -17,10 +20,15 @@ if TYPE_CHECKING:
     from memvault.main import Runtime
 
 
+log = logging.getLogger("memvault")
+
+
 class GraphQLEndpoint:
-    """Before GraphQL sees a request: refuse bodies over the limit (413) without parsing them,
-    and resolve the caller's API key (401 when missing or wrong, where one is needed). Then a
-    plain JSON operation goes to the view's direct path, anything else to the view itself.
+    """Before GraphQL sees a request: resolve the caller's API key from the headers (401 when
+    missing or wrong, where one is needed) before reading the body, and refuse bodies over the
+    limit (413) without parsing them. Then a plain JSON operation goes to the view's direct
+    path, anything else to the view itself, within the request deadline: past it the request's
+    work is cancelled (its DataLoader reads with it) and it answers SERVICE_UNAVAILABLE.
 
     A class, not a function: Starlette routes call plain functions with a request, and ASGI
     callables with (scope, receive, send).
@@ -43,17 +51,8 @@ class GraphQLEndpoint:
         if declared.isdigit() and int(declared) > limit:
             await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
             return
-        body = bytearray()
-        more = request.method == "POST"
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
-                return
         runtime: Runtime = request.app.state.runtime
-        try:
+        try:  # before the body: a caller without a valid key costs no body's worth of memory
             request.state.principal = await runtime.authenticator.principal(
                 headers.get("authorization")
             )
@@ -64,13 +63,55 @@ class GraphQLEndpoint:
             unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
             await _error_response(unavailable, 503, request_id)(scope, receive, send)
             return
+        body = bytearray()
+        more = request.method == "POST"
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":  # gone, or cut off for sending too slowly
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
+                return
         payload = bytes(body)
+        timeout = runtime.settings.request_timeout
+        answering = False
+
+        async def answer(message: Message) -> None:
+            nonlocal answering
+            if message["type"] == "http.response.start":  # sending is bounded by the server
+                answering = True
+                deadline.reschedule(None)
+            await send(message)
+
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                await self.graphql(request, payload, answer)
+        except TimeoutError:
+            if not deadline.expired() or answering:
+                raise
+            log.warning(
+                "request %s stopped after %s s (MEMVAULT_REQUEST_TIMEOUT)", request_id, timeout
+            )
+            # HTTP 200, as any error met while executing: it may have written (clients read an
+            # error status as "not run")
+            stopped = ServiceUnavailable(
+                f"The request did not finish within {timeout} s (MEMVAULT_REQUEST_TIMEOUT) and was"
+                " stopped; ask for less, or try again shortly. A mutation may be partly done:"
+                " retry it with the same uuids."
+            )
+            await _error_response(stopped, 200, request_id)(scope, receive, send)
+
+    async def graphql(self, request: Request, payload: bytes, send: Send) -> None:
+        """Answer the request (whose body is ``payload``): the direct path, or the view."""
         if self.lean and request.method == "POST":
-            operation = plain_operation(headers, payload, self.view.decode_json)
+            operation = plain_operation(request.headers, payload, self.view.decode_json)
             if operation is not None:
                 await self.view.answer(request, operation, send)
                 return
         replayed = False
+        receive = request.receive
 
         async def replay() -> Message:
             nonlocal replayed
@@ -79,12 +120,12 @@ class GraphQLEndpoint:
             replayed = True
             return {"type": "http.request", "body": payload, "more_body": False}
 
-        await self.view(scope, replay, send)
+        await self.view(request.scope, replay, send)
 
 
 def _error_response(error: MemvaultError, status: int, request_id: str) -> JSONResponse:
     extensions: dict[str, Any] = {"code": error.code}
-    if status >= 500:
+    if status >= 500 or isinstance(error, ServiceUnavailable):
         extensions["requestId"] = request_id
     return JSONResponse(
         {"data": None, "errors": [{"message": error.message, "extensions": extensions}]},

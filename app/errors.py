@@ -46,3 +46,15 @@ class PayloadTooLarge(MemvaultError):
 
 class ServiceUnavailable(MemvaultError):
     code = "SERVICE_UNAVAILABLE"
+
+
+class QueryTooComplex(MemvaultError):
+    """The operation could answer more objects than ``MEMVAULT_MAX_QUERY_COST`` allows."""
+
+    code = "QUERY_TOO_COMPLEX"
+
+
+class RequestTimeout(MemvaultError):
+    """The client took longer than allowed to send its request (HTTP 408)."""
+
+    code = "REQUEST_TIMEOUT"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from memvault.db import api_keys
 from memvault.errors import Forbidden, Unauthenticated
@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 
 DEFAULT_PROJECT = "default"
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
+# Longest Authorization value read; a key is 59 characters. Header values are Latin-1: one
+# character is one byte.
+MAX_AUTHORIZATION_LENGTH = 4096
+# Cached lookups, by the key's hash: found keys, and keys found in no active record (anyone can
+# make those, so they are few, and never evict the found ones).
+KNOWN_KEYS_CACHED = 10_000
+UNKNOWN_KEYS_CACHED = 1_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,8 @@ def key_from_header(authorization: str | None) -> str | None:
     """The key in ``Authorization: Bearer <key>`` or ``Authorization: Api-Key <key>``."""
     if not authorization:
         return None
+    if len(authorization) > MAX_AUTHORIZATION_LENGTH:
+        raise Unauthenticated(f"Authorization is longer than {MAX_AUTHORIZATION_LENGTH} bytes")
     scheme, _, key = authorization.strip().partition(" ")
     if scheme.lower() not in {"bearer", "api-key"} or not key.strip():
         raise Unauthenticated("Authorization must be 'Bearer <key>' or 'Api-Key <key>'")
@@ -55,7 +66,8 @@ class Authenticator:
         self.db = db
         self.required = required
         self.cache_seconds = cache_seconds
-        self._keys: dict[str, tuple[float, Principal | None]] = {}
+        self._known: dict[str, tuple[float, Principal]] = {}
+        self._unknown: dict[str, float] = {}
         self._any_key: tuple[float, bool] | None = None
 
     def _fresh(self, stamp: float) -> bool:
@@ -73,17 +85,28 @@ class Authenticator:
             if self.required or await self.keys_exist():
                 raise Unauthenticated("this server needs an API key: Authorization: Bearer <key>")
             return OPEN
-        cached = self._keys.get(key)
-        if cached is None or not self._fresh(cached[0]):
-            doc = await api_keys.find_active_key(self.db, key=key)
-            found = (
-                Principal(project_id=doc["project_id"], scope=doc["scope"], key_id=doc["key_id"])
-                if doc
-                else None
-            )
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            cached = self._keys[key] = (time.monotonic(), found)
-        if cached[1] is None:
-            raise Unauthenticated("unknown or revoked API key")
-        return cached[1]
+        key_hash = api_keys.hash_key(key)
+        known = self._known.get(key_hash)
+        if known is not None and self._fresh(known[0]):
+            return known[1]
+        unknown = self._unknown.get(key_hash)
+        if unknown is None or not self._fresh(unknown):
+            doc = await api_keys.find_active_key(self.db, key_hash=key_hash)
+            if doc is not None:
+                found = Principal(
+                    project_id=doc["project_id"], scope=doc["scope"], key_id=doc["key_id"]
+                )
+                self._unknown.pop(key_hash, None)
+                _remember(self._known, key_hash, (time.monotonic(), found), KNOWN_KEYS_CACHED)
+                return found
+            self._known.pop(key_hash, None)
+            _remember(self._unknown, key_hash, time.monotonic(), UNKNOWN_KEYS_CACHED)
+        raise Unauthenticated("unknown or revoked API key")
+
+
+def _remember(cache: dict[str, T], key: str, value: T, limit: int) -> None:
+    """Store ``value``; when ``cache`` is full, its oldest entry goes."""
+    cache.pop(key, None)
+    if len(cache) >= limit:
+        del cache[next(iter(cache))]
+    cache[key] = value

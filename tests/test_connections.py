@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import pytest
@@ -251,3 +252,53 @@ async def test_node_lookup(gql: GraphQLClient, db: AsyncDatabase[dict[str, Any]]
     assert gone == {"node": None}
     error = await gql.error('{ node(id: "garbage!") { id } }')
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def forged_cursor(kind: str, key: str) -> str:
+    """A cursor in our format (it decodes), with a key as long as the client likes."""
+    return base64.urlsafe_b64encode(f"mv1:{kind}:s:{key}".encode()).decode().rstrip("=")
+
+
+USER_SESSIONS = """query($after: String) {
+  user(userId: "ann") { sessions(first: 1, after: $after) { nodes { sessionId } } } }"""
+HUGE = "k" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "argument"),
+    [
+        (USERS_PAGE, {"after": forged_cursor("users", HUGE)}, "after"),
+        (USERS_PAGE, {"before": forged_cursor("users", HUGE)}, "before"),
+        (SESSIONS_PAGE, {"after": forged_cursor("sessions", HUGE)}, "after"),
+        (USER_SESSIONS, {"after": forged_cursor("sessions", HUGE)}, "after"),
+        (MEMORIES_PAGE, {"id": "s1", "before": "A" * 1_000_000}, "before"),
+    ],
+)
+async def test_overlong_cursors_are_refused(
+    gql: GraphQLClient, query: str, variables: dict[str, Any], argument: str
+) -> None:
+    """A cursor longer than any we hand out is BAD_USER_INPUT before it reaches the page plan
+    cache (which kept each whole: 100 forged 4 MB cursors held 1.1 GB of the server's RSS)."""
+    await make_users(gql, ["ann"])
+    await add(gql, "s1", 2, user="ann")
+    error = await gql.error(query, variables)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": argument}
+    assert error["message"].startswith(f"{argument}: not a valid cursor (longer than ")
+
+
+async def test_the_longest_cursor_we_make_is_accepted(gql: GraphQLClient) -> None:
+    """Ids may be 256 characters of 4 UTF-8 bytes each: their cursors stay within the bound."""
+    longest = "\U0001f600" * 256
+    await add(gql, longest, 1)
+    await asyncio.sleep(0.003)  # a later creation time: "later" sorts after it
+    await add(gql, "later", 1)
+    first = await gql.ok(SESSIONS_PAGE, {"first": 1})
+    cursor = first["sessions"]["pageInfo"]["endCursor"]
+    assert first["sessions"]["nodes"][0]["sessionId"] == longest
+    assert len(cursor) > 1024
+    rest = await gql.ok(SESSIONS_PAGE, {"first": 1, "after": cursor})
+    assert [node["sessionId"] for node in rest["sessions"]["nodes"]] == ["later"]
+    back = await gql.ok(
+        SESSIONS_PAGE, {"last": 1, "before": rest["sessions"]["pageInfo"]["endCursor"]}
+    )
+    assert [node["sessionId"] for node in back["sessions"]["nodes"]] == [longest]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from pymongo import AsyncMongoClient
+    from pymongo.asynchronous.database import AsyncDatabase
     from starlette.applications import Starlette
 
     from memvault.config import Settings
@@ -33,6 +34,10 @@ WINDOW = """query($id: String!) { session(sessionId: $id) { sessionId memoryCoun
     memories(last: 2) { nodes { uuid role content } pageInfo { hasPreviousPage } } } }"""
 ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) {
     session { sessionId memoryCount } memories { uuid seq content } } }"""
+COSTLY = """{ sessions(first: 100) { nodes { memories(first: 100) { nodes { session {
+    memories(first: 100) { nodes { seq } } } } } } } }"""
+COSTLY_BY = """query($n: Int) { sessions(first: $n) { nodes { memories(first: $n) { nodes {
+    session { memories(first: $n) { nodes { seq } } } } } } } }"""
 SEED = {
     "sessionId": "s-1",
     "memories": [
@@ -54,6 +59,7 @@ REQUESTS: list[tuple[str, dict[str, str], bytes]] = [
     ("idempotent mutation", JSON, body(query=ADD, variables={"input": SEED})),
     ("chosen operation", JSON, body(query=TWO_OPERATIONS, operationName="B")),
     ("unknown operation", JSON, body(query=TWO_OPERATIONS, operationName="C")),
+    ("lone surrogate operation name", JSON, body(query=TWO_OPERATIONS, operationName="\ud800")),
     ("two operations, no name", JSON, body(query=TWO_OPERATIONS)),
     ("syntax error", JSON, body(query="{ users(")),
     ("unknown field", JSON, body(query="{ nope }")),
@@ -82,6 +88,8 @@ REQUESTS: list[tuple[str, dict[str, str], bytes]] = [
     ("multipart accept", {**JSON, "accept": "multipart/mixed"}, body(query="{ __typename }")),
     ("any accept", {**JSON, "accept": "*/*"}, body(query="{ __typename }")),
     ("mutation error", JSON, body(query=ADD, variables={"input": {**SEED, "sessionId": ""}})),
+    ("query too complex", JSON, body(query=COSTLY)),
+    ("query too complex by a variable", JSON, body(query=COSTLY_BY, variables={"n": 100})),
 ]
 
 
@@ -161,6 +169,8 @@ def test_plain_operation_takes_only_well_formed_json_operations() -> None:
         "charset",
         "any accept",
         "mutation error",
+        "query too complex",
+        "query too complex by a variable",
     }
 
 
@@ -172,3 +182,63 @@ async def test_json_body_that_is_not_an_object_is_a_400(
     response = await clients["direct"].post("/graphql", content=payload, headers=JSON)
     assert response.status_code == 400
     assert response.text == "The request body must be a JSON object"
+
+
+NAME_REQUIRED = {
+    "data": None,
+    "errors": [
+        {
+            "message": "Must provide operation name if query contains multiple operations.",
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+        }
+    ],
+}
+MUTATION_FIRST = 'mutation A { createUser(input: {userId: "a"}) { userId } } query B { __typename }'
+
+
+@pytest.mark.parametrize("way", ["direct", "view"])
+async def test_several_operations_without_a_name_are_refused(
+    clients: dict[str, httpx.AsyncClient], db: AsyncDatabase[dict[str, Any]], way: str
+) -> None:
+    """The first operation ran; the GraphQL spec makes this an error. HTTP 400 like an unknown
+    operation name, with a GraphQL error in the body; nothing runs."""
+    http = clients[way]
+    response = await http.post("/graphql", content=body(query=MUTATION_FIRST), headers=JSON)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == NAME_REQUIRED
+    assert await db.users.count_documents({"user_id": "a"}) == 0
+    named = body(query=MUTATION_FIRST, operationName="A")
+    response = await http.post("/graphql", content=named, headers=JSON)
+    assert response.json() == {"data": {"createUser": {"userId": "a"}}}
+
+
+async def test_several_operations_without_a_name_are_refused_over_get(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    response = await clients["direct"].get("/graphql", params={"query": TWO_OPERATIONS})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == NAME_REQUIRED
+    named = {"query": TWO_OPERATIONS, "operationName": "A"}
+    response = await clients["direct"].get("/graphql", params=named)
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{ __typename }",
+        "query { __typename }",
+        "query Named { __typename }",
+        "query Named { ...F } fragment F on Query { __typename }",
+    ],
+)
+async def test_one_operation_needs_no_name(
+    clients: dict[str, httpx.AsyncClient], document: str
+) -> None:
+    for http in clients.values():
+        response = await http.post("/graphql", content=body(query=document), headers=JSON)
+        assert response.json() == {"data": {"__typename": "Query"}}
+    response = await clients["direct"].get("/graphql", params={"query": document})
+    assert response.json() == {"data": {"__typename": "Query"}}

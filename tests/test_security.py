@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import tracemalloc
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -14,8 +15,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from memvault.config import Settings
 from memvault.db import api_keys
+from memvault.errors import Unauthenticated
 from memvault.main import create_app
+from memvault.security import Authenticator
 from tests.conftest import GraphQLClient, snapshot
+from tests.factories import CommandCounter, listened_app
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -210,3 +214,131 @@ async def test_body_without_length_is_still_limited(gql: GraphQLClient) -> None:
         "/graphql", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
+
+
+async def test_an_overlong_authorization_is_refused_before_any_lookup(
+    mongo_uri: str, db: Db, settings: Settings
+) -> None:
+    """Any Authorization value was looked up and its answer cached under the whole value (100
+    random 4 MB values, each a 401, kept 412 MB of the server's RSS); past 4096 bytes it is now
+    a 401 with no database command, and nothing kept."""
+    counter = CommandCounter()
+    async with listened_app(mongo_uri, settings, counter) as gql:
+        counter.commands.clear()
+        for size in (4097, 6 * 1024, 1024 * 1024):
+            response = await gql.http.post(
+                "/graphql",
+                json={"query": "{ __typename }"},
+                headers={"Authorization": "Bearer " + "k" * (size - len("Bearer "))},
+            )
+            assert response.status_code == 401, size
+            assert response.json()["errors"] == [
+                {
+                    "message": "Authorization is longer than 4096 bytes",
+                    "extensions": {"code": "UNAUTHENTICATED"},
+                }
+            ]
+        assert counter.commands == []
+        at_limit = "Bearer " + "k" * (4096 - len("Bearer "))
+        response = await gql.http.post(
+            "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": at_limit}
+        )
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["message"] == "unknown or revoked API key"
+        assert counter.commands == ["find"]
+
+
+def fake_lookups(monkeypatch: pytest.MonkeyPatch, good: str) -> list[object]:
+    """Key lookups answer from memory (``good`` is the one active key); returns the lookups."""
+    lookups: list[object] = []
+    record = {"project_id": "acme", "scope": "read", "key_id": "k1"}
+
+    async def find_active_key(db: Db, **query: str) -> dict[str, str] | None:
+        lookups.append(query)
+        found = query.get("key_hash") == api_keys.hash_key(good) or query.get("key") == good
+        return record if found else None
+
+    monkeypatch.setattr(api_keys, "find_active_key", find_active_key)
+    return lookups
+
+
+async def unknown(authenticator: Authenticator, key: str) -> None:
+    with pytest.raises(Unauthenticated):
+        await authenticator.principal(f"Bearer {key}")
+
+
+async def test_a_flood_of_unknown_keys_keeps_known_keys_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cache was emptied once it held 10,000 lookups, so anyone sending random keys
+    emptied it for everyone; unknown keys now have a small cache of their own."""
+    lookups = fake_lookups(monkeypatch, "good")
+    authenticator = Authenticator(cast("Db", None), required=False, cache_seconds=60)
+    assert (await authenticator.principal("Bearer good")).project_id == "acme"
+    for n in range(12_000):
+        await unknown(authenticator, f"random-{n}")
+    assert len(lookups) == 12_001
+    assert (await authenticator.principal("Bearer good")).project_id == "acme"
+    assert len(lookups) == 12_001  # still cached
+    await unknown(authenticator, "random-11999")  # a recent miss: still cached too
+    assert len(lookups) == 12_001
+
+
+async def test_unknown_keys_do_not_grow_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lookups are cached by the key's hash, unknown ones a bounded few: 3,000 unknown keys of
+    4 KB keep well under what keeping them would (12 MB)."""
+    fake_lookups(monkeypatch, "good")
+    authenticator = Authenticator(cast("Db", None), required=False, cache_seconds=60)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(3_000):
+            await unknown(authenticator, f"{n:08d}" + "k" * 4000)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, kept
+
+
+async def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(
+    settings: Settings, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """The whole body (up to 5 MiB) was read before the key was checked; now a 401 comes
+    from the headers alone, and the body is never read."""
+    app = create_app(dataclasses.replace(settings, auth="required"), client=mongo_client)
+    reads = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b" " * 65536, "more_body": True}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for authorization in (None, b"Bearer nope", b"Bearer " + b"k" * 8192):
+        sent.clear()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"5000000")]
+        if authorization is not None:
+            headers.append((b"authorization", authorization))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+        assert sent[0]["status"] == 401, authorization
+        assert b"UNAUTHENTICATED" in sent[1]["body"]
+    assert reads == 0

@@ -63,14 +63,16 @@ class BadRequestError(MemvaultClientError):
 
 
 class GraphQLDocumentError(BadRequestError):
-    """GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED: the server refused the document itself
-    (a client that does not match the server's schema, or a query limit)."""
+    """GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED / QUERY_TOO_COMPLEX: the server refused
+    the document itself (a client that does not match the server's schema, or a query limit:
+    QUERY_TOO_COMPLEX is the cost limit, its message gives the cost)."""
 
     code = "GRAPHQL_VALIDATION_FAILED"
 
 
 class PayloadTooLargeError(BadRequestError):
-    """PAYLOAD_TOO_LARGE: the request body is over the server's limit (HTTP 413)."""
+    """PAYLOAD_TOO_LARGE: the request body is over the server's limit (HTTP 413), or the
+    response would be (HTTP 200: the call ran; ask for less)."""
 
     code = "PAYLOAD_TOO_LARGE"
 
@@ -149,6 +151,7 @@ _BY_CODE: dict[str, type[MemvaultClientError]] = {
 }
 _BY_CODE["GRAPHQL_PARSE_FAILED"] = GraphQLDocumentError
 _BY_CODE["GRAPHQL_VALIDATION_FAILED"] = GraphQLDocumentError
+_BY_CODE["QUERY_TOO_COMPLEX"] = GraphQLDocumentError
 
 
 def error_class(code: str | None) -> type[MemvaultClientError]:

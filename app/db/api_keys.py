@@ -63,9 +63,9 @@ async def revoke_key(db: AsyncDatabase[Doc], *, key_id: str) -> Doc:
     return revoked
 
 
-async def find_active_key(db: AsyncDatabase[Doc], *, key: str) -> Doc | None:
-    """The active key record matching ``key``, or None."""
-    return await _keys(db).find_one({"key_hash": hash_key(key), "revoked_ms": 0})
+async def find_active_key(db: AsyncDatabase[Doc], *, key_hash: str) -> Doc | None:
+    """The active key record whose key hashes to ``key_hash`` (see :func:`hash_key`), or None."""
+    return await _keys(db).find_one({"key_hash": key_hash, "revoked_ms": 0})
 
 
 async def active_key_count(db: AsyncDatabase[Doc]) -> int:

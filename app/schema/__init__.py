@@ -7,33 +7,36 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import ExecutionResult as GraphQLCoreResult
-from graphql import GraphQLError, execute, specified_rules
+from graphql import GraphQLError, OperationDefinitionNode, execute, specified_rules
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
-from strawberry.utils.operation import get_first_operation, get_operation_type
+from strawberry.utils.operation import get_operation_type
 
 from memvault.config import Settings
+from memvault.schema.cost import QueryCost, cost_limited
 from memvault.schema.document_cache import DocumentCache, DocumentStore
-from memvault.schema.errors import error_code, is_expected
-from memvault.schema.executor import Executor, optimise
+from memvault.schema.errors import OperationNameRequired, error_code, is_expected
+from memvault.schema.executor import optimise
 from memvault.schema.mutation import Mutation
 from memvault.schema.query import Query
 from memvault.schema.types import SCALARS, Memory, Session, User
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterable
 
     from graphql import ASTValidationRule, DocumentNode
     from strawberry.types import ExecutionContext
 
 log = logging.getLogger("memvault.graphql")
 
-# Distinct documents whose parse and validation are cached (clients send a few fixed documents).
+# Distinct documents whose parse and validation are cached (clients send a few fixed documents),
+# and the estimated bytes they may hold together (a document of 5,000 tokens holds about 3 MB).
 DOCUMENT_CACHE_SIZE = 512
+DOCUMENT_CACHE_BYTES = 32 * 1024 * 1024
 
 
 SPECIFIED_RULES = tuple(specified_rules)
@@ -59,14 +62,14 @@ class MemvaultSchema(strawberry.Schema):
         The schema's one extension only serves parse and validation results from
         :attr:`documents`; this does the same directly, then runs graphql-core's ``execute`` with
         exactly the arguments Strawberry passes (the operation name included: for a document
-        without one, Strawberry names its first operation). It raises as :meth:`execute` does.
+        without one, the name of its only operation). It raises as :meth:`execute` does.
         ``tests/test_endpoint.py`` checks the two give the same answers.
         """
         try:
             document = self.documents.parse(query)
-        except Exception as exc:  # a GraphQLError for bad syntax or too many tokens
+        except Exception as exc:  # a GraphQLError for bad syntax, too many tokens or bytes
             return self._failed([_as_graphql_error(exc)], context_value)
-        name = operation_name if operation_name is not None else _first_operation_name(document)
+        name = operation_name if operation_name is not None else _only_operation_name(document)
         try:
             operation_type = get_operation_type(document, name)
         except RuntimeError as exc:
@@ -93,6 +96,35 @@ class MemvaultSchema(strawberry.Schema):
         if result.errors:
             self._report(result.errors, context_value)
         return ExecutionResult(data=result.data, errors=result.errors)
+
+    async def execute(  # Strawberry's signature
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Strawberry's ``execute``, except that a document of several operations needs an
+        operation name (:class:`OperationNameRequired`; Strawberry would run the first)."""
+        if operation_name is None and query:
+            try:
+                document = self.documents.parse(query)
+            except GraphQLError:
+                pass  # Strawberry's execute reports it
+            else:
+                _only_operation_name(document)
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
 
     def _failed(self, errors: list[GraphQLError], context: Any) -> ExecutionResult:
         self._report(errors, context)
@@ -132,9 +164,13 @@ def _as_graphql_error(error: Exception) -> GraphQLError:
     )
 
 
-def _first_operation_name(document: DocumentNode) -> str | None:
-    first = get_first_operation(document)
-    return first.name.value if first is not None and first.name else None
+def _only_operation_name(document: DocumentNode) -> str | None:
+    """The name of the document's one operation (None when it has none, or is anonymous);
+    :class:`OperationNameRequired` when the document has several (the GraphQL spec's rule)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) > 1:
+        raise OperationNameRequired
+    return operations[0].name.value if operations and operations[0].name else None
 
 
 def _drop_tracebacks(error: BaseException) -> None:
@@ -155,7 +191,8 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
 
     Extensions are passed as factories (one instance per request); the document store they
     share parses with the token limit and validates with the depth and alias limits, once per
-    distinct document.
+    distinct document. The executor refuses an operation over the cost limit as execution
+    starts, with its variables (see ``cost.py``).
     """
     limits = settings or Settings()
     rules: list[type[ASTValidationRule]] = [
@@ -163,7 +200,11 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
         max_aliases.create_validator(limits.max_aliases),
     ]
     documents = DocumentStore(
-        max_tokens=limits.max_tokens, extra_rules=rules, maxsize=DOCUMENT_CACHE_SIZE
+        max_tokens=limits.max_tokens,
+        max_bytes=limits.max_query_bytes,
+        extra_rules=rules,
+        maxsize=DOCUMENT_CACHE_SIZE,
+        max_cache_bytes=DOCUMENT_CACHE_BYTES,
     )
     built = MemvaultSchema(
         query=Query,
@@ -171,7 +212,7 @@ def build_schema(settings: Settings | None = None) -> MemvaultSchema:
         types=[User, Session, Memory],
         config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
         extensions=[lambda: DocumentCache(documents)],
-        execution_context_class=Executor,
+        execution_context_class=cost_limited(QueryCost(limits)),
     )
     built.documents = documents
     # execute_lean stands in for the extensions' work: it knows this one only

@@ -11,12 +11,15 @@ import binascii
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import strawberry
 
 from memvault.db.documents import Doc, Key, Window, key_after
 from memvault.errors import BadUserInput
+
+if TYPE_CHECKING:
+    from memvault.config import Settings
 
 NodeT = TypeVar("NodeT")
 
@@ -30,6 +33,13 @@ def encode_cursor(kind: str, key: Key) -> str:
     tag = "n" if isinstance(key, int) else "s"
     raw = f"{CURSOR_PREFIX}:{kind}:{tag}:{key}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def max_cursor_length(max_id_length: int) -> int:
+    """The length of the longest cursor :func:`encode_cursor` makes: after the prefix, a time
+    of up to 20 digits and an id of ``max_id_length`` characters, 4 bytes each in UTF-8."""
+    longest = len(f"{CURSOR_PREFIX}:sessions:s:") + 20 + 4 * max_id_length
+    return 4 * -(-longest // 3)
 
 
 def decode_cursor(cursor: str, *, kind: str, field: str) -> Key:
@@ -56,12 +66,21 @@ class PageArgs:
     last: int | None = None
     before: str | None = None
 
-    def check(self, *, max_size: int) -> PageArgs:
+    def check(self, settings: Settings) -> PageArgs:
+        """These arguments, or BAD_USER_INPUT; cursors are measured before anything keeps them
+        (:func:`plan_page` caches by these arguments)."""
         if self.first is not None and self.last is not None:
             raise BadUserInput("give first or last, not both", field="first")
+        max_size = settings.max_page_size
         for name, value in (("first", self.first), ("last", self.last)):
             if value is not None and not 0 <= value <= max_size:
                 raise BadUserInput(f"{name} must be 0-{max_size}, got {value}", field=name)
+        longest = max_cursor_length(settings.max_id_length)
+        for name, cursor in (("after", self.after), ("before", self.before)):
+            if cursor is not None and len(cursor) > longest:
+                raise BadUserInput(
+                    f"{name}: not a valid cursor (longer than {longest} characters)", field=name
+                )
         return self
 
 
@@ -81,6 +100,7 @@ def plan_page(args: PageArgs, *, kind: str, base: Window, default_size: int) -> 
     """Turn Relay arguments into keyset windows inside ``base`` (the filter's key range).
 
     Cached: a nested query plans the same page for every parent (a hundred sessions' windows).
+    Only for arguments that passed :meth:`PageArgs.check`, which bounds the cursors' length.
     """
     window = base
     after_key = before_key = None

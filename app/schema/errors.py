@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+from graphql import GraphQLError
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from memvault.errors import MemvaultError
-
-if TYPE_CHECKING:
-    from graphql import GraphQLError
 
 log = logging.getLogger("memvault.errors")
 
 UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError)
+
+
+class OperationNameRequired(Exception):
+    """A document of several operations came without an operation name. The views answer it
+    with HTTP 400, as an unknown operation name, and a GraphQL error in the body (its code is
+    GRAPHQL_VALIDATION_FAILED, like every error about the document before execution)."""
+
+    message = "Must provide operation name if query contains multiple operations."  # graphql-core's
+
+    def __init__(self) -> None:
+        super().__init__(self.message)
+
+    def as_graphql_error(self) -> GraphQLError:
+        return GraphQLError(self.message)
 
 
 def error_code(error: GraphQLError) -> str:
@@ -23,6 +35,8 @@ def error_code(error: GraphQLError) -> str:
     if isinstance(original, MemvaultError):
         return original.code
     if isinstance(original, UNAVAILABLE):
+        return "SERVICE_UNAVAILABLE"
+    if isinstance(original, PyMongoError) and original.timeout:  # past MEMVAULT_DB_TIMEOUT_MS
         return "SERVICE_UNAVAILABLE"
     if not error.path:  # raised before execution: parsing, validation, variable coercion
         if error.message.startswith("Syntax Error"):

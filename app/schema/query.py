@@ -37,10 +37,15 @@ def _given(value: Any) -> Any:
     return None if value is strawberry.UNSET else value
 
 
+# order_key starts with 13 digits: creation times up to 2286-11-20. A filter time past that is
+# the last of them, not a 14-digit key that would sort below every stored one.
+LAST_KEY_MS = 10**13 - 1
+
+
 def created_window(created_after: datetime | None, created_before: datetime | None) -> Window:
     """The ``order_key`` range of items created strictly after / strictly before the given times."""
-    gte = f"{datetime_to_ms(created_after) + 1:013d}" if created_after else None
-    lt = f"{datetime_to_ms(created_before):013d}" if created_before else None
+    gte = f"{min(datetime_to_ms(created_after) + 1, LAST_KEY_MS):013d}" if created_after else None
+    lt = f"{min(datetime_to_ms(created_before), LAST_KEY_MS):013d}" if created_before else None
     return Window(gte=gte, lt=lt)
 
 
@@ -56,7 +61,7 @@ def top_level_connection(
     """A connection over a whole collection (users or sessions), filtered by ``match``."""
     settings = ctx.settings
     plan = plan_page(
-        args.check(max_size=settings.max_page_size),
+        args.check(settings),
         kind=kind,
         base=base,
         default_size=settings.default_page_size,

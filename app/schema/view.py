@@ -5,41 +5,48 @@ the hot path of a chat turn) is answered by :meth:`GraphQLApp.answer`: one reque
 re-read of the body, no content-type parser, no temporary response. Everything else (GET, the
 GraphiQL page, other content types, a body that is not one well-formed operation) goes through
 Strawberry's own ``run``, which answers it, errors included. Both execute with the same schema,
-context and result formatting; ``tests/test_endpoint.py`` compares them request for request.
+context and result formatting (:meth:`GraphQLApp.process_result` also encodes, capped and off the
+loop when large: ``response.py``); ``tests/test_endpoint.py`` compares them request for request.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from cross_web import HTTPException
 from starlette.responses import PlainTextResponse
 from strawberry.asgi import GraphQL
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from memvault.schema.context import Context
-from memvault.schema.errors import format_error
+from memvault.schema.errors import OperationNameRequired, format_error
 from memvault.schema.loaders import DataLoaders
+from memvault.schema.response import EncodedResponse, TooLarge, encode_capped, too_large
 from memvault.security import Principal
+from memvault.validation import SURROGATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from cross_web import AsyncHTTPRequestAdapter
     from starlette.datastructures import Headers
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.types import Send
     from starlette.websockets import WebSocket
-    from strawberry.http import GraphQLHTTPResponse
-    from strawberry.types import ExecutionResult
+    from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 
     from memvault.main import Runtime
     from memvault.schema import MemvaultSchema
+
+log = logging.getLogger("memvault.graphql")
 
 NO_PROJECT = Principal(project_id="", scope="read")
 POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
@@ -71,7 +78,10 @@ class GraphQLApp(GraphQL[Context, None]):
         )
 
     def encode_json(self, data: object) -> str | bytes:
-        """orjson: ~1 ms less per nested response (140 KB) than the standard library."""
+        """orjson: ~1 ms less per nested response (140 KB) than the standard library. What
+        :meth:`process_result` answers is encoded already."""
+        if isinstance(data, EncodedResponse):
+            return data.body
         try:
             return orjson.dumps(data)
         except TypeError:  # what orjson refuses (e.g. integers past 64 bits), json still writes
@@ -83,6 +93,11 @@ class GraphQLApp(GraphQL[Context, None]):
         parsed = super().parse_json(data)
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "The request body must be a JSON object")
+        name = parsed.get("operationName") if isinstance(parsed, dict) else None
+        if isinstance(parsed, dict) and isinstance(name, str) and SURROGATE.search(name):
+            # No operation has that name (names are ASCII); the 400 saying so echoes it, and a
+            # lone surrogate cannot be encoded (the response would fail with a 500).
+            parsed["operationName"] = SURROGATE.sub("\ufffd", name)
         return parsed
 
     @staticmethod
@@ -97,6 +112,24 @@ class GraphQLApp(GraphQL[Context, None]):
         except (RecursionError, UnicodeDecodeError):
             raise json.JSONDecodeError("nested too deeply or not UTF-8", "", 0) from None
 
+    async def execute_single(  # Strawberry's signature
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, answering :class:`OperationNameRequired` as :meth:`answer` does."""
+        try:
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except OperationNameRequired as exc:
+            sub_response.status_code = 400
+            return ExecutionResult(data=None, errors=[exc.as_graphql_error()])
+
     async def process_result(
         self, request: Request | WebSocket, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
@@ -106,10 +139,31 @@ class GraphQLApp(GraphQL[Context, None]):
             data["errors"] = [format_error(error, request_id=request_id) for error in result.errors]
         if result.extensions:
             data["extensions"] = result.extensions
-        return data
+        return await self.encoded(request, data)
+
+    async def encoded(
+        self, request: Request | WebSocket, data: GraphQLHTTPResponse
+    ) -> GraphQLHTTPResponse:
+        """``data`` with its body, encoded off the event loop when large; a PAYLOAD_TOO_LARGE
+        error in its place when the body would exceed ``MEMVAULT_MAX_RESPONSE_BYTES``."""
+        runtime: Runtime = request.app.state.runtime
+        cap = runtime.settings.max_response_bytes
+        response: dict[str, Any] = dict(data)
+        try:
+            body = await encode_capped(response, cap=cap, encode=self.encode_bytes)
+        except TooLarge:
+            log.warning("request %s: response over %d bytes refused", request_id_of(request), cap)
+            response = too_large(cap)
+            body = self.encode_bytes(response)
+        return cast("GraphQLHTTPResponse", EncodedResponse(response, body))
+
+    def encode_bytes(self, data: object) -> bytes:
+        encoded = self.encode_json(data)
+        return encoded.encode() if isinstance(encoded, str) else encoded
 
     async def answer(self, request: Request, operation: Operation, send: Send) -> None:
         """Execute one plain operation and send its JSON result, as :meth:`run` would."""
+        status = 200
         try:
             result = await self.schema.execute_lean(
                 operation.query,
@@ -127,12 +181,14 @@ class GraphQLApp(GraphQL[Context, None]):
             refusal = PlainTextResponse(exc.as_http_error_reason("POST"), status_code=400)
             await refusal(request.scope, request.receive, send)
             return
+        except OperationNameRequired as exc:
+            status, result = 400, ExecutionResult(data=None, errors=[exc.as_graphql_error()])
         encoded = self.encode_json(await self.process_result(request, result))
         body = encoded.encode() if isinstance(encoded, str) else encoded
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": status,
                 "headers": [(b"content-length", str(len(body)).encode()), JSON_RESPONSE_TYPE],
             }
         )
@@ -185,6 +241,6 @@ def plain_operation(
         return None
     if not (extensions is None or type(extensions) is dict):
         return None
-    if not (name is None or type(name) is str):
-        return None
+    if not (name is None or type(name) is str) or (name and SURROGATE.search(name)):
+        return None  # (the view answers a name with a lone surrogate, see parse_json)
     return Operation(query, variables, name, extensions)
