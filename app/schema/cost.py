@@ -20,8 +20,9 @@ is the case for the documents clients send, a request costs one lookup.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from graphql import (
     ExecutionResult,
@@ -44,12 +45,15 @@ from graphql import (
 )
 
 from memvault.errors import QueryTooComplex
-from memvault.schema.executor import Executor
+from memvault.schema._upstream import StrawberryGraphQLCoreExecutionContext
+from memvault.schema.errors import VariablesInvalid, marked
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from graphql import (
+        Executor,
+        ExperimentalIncrementalExecutionResults,
         FragmentDefinitionNode,
         GraphQLField,
         GraphQLNamedType,
@@ -58,10 +62,9 @@ if TYPE_CHECKING:
         SelectionSetNode,
         ValueNode,
     )
-    from graphql.execution.types import ExperimentalIncrementalExecutionResults
-    from graphql.pyutils import AwaitableOrValue
 
     from memvault.config import Settings
+    from memvault.schema._upstream import AwaitableOrValue
 
 SATURATED = 10**15
 """Costs are counted up to this (a document of nested fragments could express far more)."""
@@ -142,21 +145,15 @@ class QueryCost:
         return self._introspection[1]
 
 
+@dataclasses.dataclass(slots=True)
 class _Walk:
     """One cost computation: fragments are counted once per page size they appear under."""
 
-    def __init__(
-        self,
-        model: QueryCost,
-        schema: GraphQLSchema,
-        fragments: Mapping[str, FragmentDefinitionNode],
-        variables: dict[str, Any] | None,
-    ) -> None:
-        self.model = model
-        self.schema = schema
-        self.fragments = fragments
-        self.variables = variables
-        self.fragment_costs: dict[tuple[str, int | None], int] = {}
+    model: QueryCost
+    schema: GraphQLSchema
+    fragments: Mapping[str, FragmentDefinitionNode]
+    variables: dict[str, Any] | None
+    fragment_costs: dict[tuple[str, int | None], int] = dataclasses.field(default_factory=dict)
 
     def selections(
         self, parent: GraphQLNamedType | None, selection_set: SelectionSetNode, size: int | None
@@ -276,18 +273,33 @@ def _introspection_sizes(schema: GraphQLSchema) -> dict[str, int]:
     }
 
 
-def cost_limited(cost: QueryCost) -> type[Executor]:
-    """:class:`Executor` refusing, before anything runs, an operation that costs too much."""
+class CostLimited(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor refusing, before anything runs, an operation that costs more than
+    :attr:`query_cost` allows; its errors about variable values are :class:`VariablesInvalid`."""
 
-    class CostLimitedExecutor(Executor):
-        def execute_operation(
-            self, serially: bool | None = None
-        ) -> AwaitableOrValue[ExecutionResult | ExperimentalIncrementalExecutionResults]:
-            refusal = cost.refusal(
-                self.schema, self.operation, self.fragment_definitions, self.variable_values.coerced
-            )
-            if refusal is not None:
-                return ExecutionResult(data=None, errors=[refusal])
-            return super().execute_operation(serially)
+    query_cost: ClassVar[QueryCost]
 
-    return CostLimitedExecutor
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> list[GraphQLError] | Executor[Any]:
+        built = super().build(*args, **kwargs)
+        if isinstance(built, list):  # the operation exists (checked before): its variables
+            return [*marked(built, VariablesInvalid)]
+        return built
+
+    def execute_operation(
+        self, serially: bool | None = None
+    ) -> AwaitableOrValue[ExecutionResult | ExperimentalIncrementalExecutionResults]:
+        refusal = self.query_cost.refusal(
+            self.schema, self.operation, self.fragment_definitions, self.variable_values.coerced
+        )
+        if refusal is not None:
+            return ExecutionResult(data=None, errors=[refusal])
+        return super().execute_operation(serially)
+
+
+def cost_limited(
+    cost: QueryCost, *shortcuts: type[StrawberryGraphQLCoreExecutionContext]
+) -> type[CostLimited]:
+    """A :class:`CostLimited` executor for ``cost``, over the fast path's ``shortcuts`` (none:
+    over Strawberry's own)."""
+    return type("CostLimitedExecutor", (CostLimited, *shortcuts), {"query_cost": cost})

@@ -3,16 +3,56 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from graphql import GraphQLError
-from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+from graphql import GraphQLError, GraphQLSyntaxError
 
-from memvault.errors import MemvaultError
+from memvault.db.errors import is_unavailable
+from memvault.errors import MemvaultError, Subject
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 log = logging.getLogger("memvault.errors")
 
-UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError)
+ARGUMENTS = {
+    Subject.USER_ID: "userId",
+    Subject.SESSION_ID: "sessionId",
+    Subject.MEMORY_UUID: "uuid",
+    Subject.NEW_MEMORY_UUID: "memories.uuid",
+}
+"""The argument each subject of a data-layer error comes from (``extensions.field``)."""
+
+
+class DocumentInvalid(GraphQLError):
+    """An error about the document, found before it runs (validation, operation choice):
+    GRAPHQL_VALIDATION_FAILED."""
+
+
+class VariablesInvalid(GraphQLError):
+    """An error about the variables' values, found as execution starts: BAD_USER_INPUT."""
+
+
+Marked = TypeVar("Marked", bound=GraphQLError)
+
+
+def marked(errors: Iterable[GraphQLError], kind: type[Marked]) -> list[Marked]:
+    """``errors`` as ``kind``, where they are produced, so that :func:`error_code` knows them
+    by type."""
+    return [
+        error
+        if isinstance(error, kind)
+        else kind(
+            error.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            error.original_error,
+            error.extensions,
+        )
+        for error in errors
+    ]
 
 
 class OperationNameRequired(Exception):
@@ -25,8 +65,8 @@ class OperationNameRequired(Exception):
     def __init__(self) -> None:
         super().__init__(self.message)
 
-    def as_graphql_error(self) -> GraphQLError:
-        return GraphQLError(self.message)
+    def as_graphql_error(self) -> DocumentInvalid:
+        return DocumentInvalid(self.message)
 
 
 def error_code(error: GraphQLError) -> str:
@@ -34,17 +74,24 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, MemvaultError):
         return original.code
-    if isinstance(original, UNAVAILABLE):
+    if original is not None and is_unavailable(original):
         return "SERVICE_UNAVAILABLE"
-    if isinstance(original, PyMongoError) and original.timeout:  # past MEMVAULT_DB_TIMEOUT_MS
-        return "SERVICE_UNAVAILABLE"
-    if not error.path:  # raised before execution: parsing, validation, variable coercion
-        if error.message.startswith("Syntax Error"):
-            return "GRAPHQL_PARSE_FAILED"
-        if error.message.startswith("Variable '$"):
-            return "BAD_USER_INPUT"
+    if isinstance(error, GraphQLSyntaxError):  # bad syntax, too many tokens or bytes
+        return "GRAPHQL_PARSE_FAILED"
+    if isinstance(error, VariablesInvalid):
+        return "BAD_USER_INPUT"
+    if isinstance(error, DocumentInvalid) or not error.path:
+        # and graphql-core's other errors before execution (an operation it cannot choose)
         return "GRAPHQL_VALIDATION_FAILED"
     return "INTERNAL_SERVER_ERROR"
+
+
+def argument_of(error: MemvaultError) -> str | None:
+    """The argument an error is about: the one an input check named, or the one its data-layer
+    subject comes from."""
+    if error.field or error.subject is None:
+        return error.field
+    return ARGUMENTS.get(error.subject)
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -61,8 +108,9 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
         formatted["message"] = "The database is unavailable; try again shortly"
     extensions: dict[str, Any] = {"code": code}
     original = error.original_error
-    if isinstance(original, MemvaultError) and original.field:
-        extensions["field"] = original.field
+    field = argument_of(original) if isinstance(original, MemvaultError) else None
+    if field:
+        extensions["field"] = field
     if code in {"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}:
         extensions["requestId"] = request_id
     formatted["extensions"] = extensions

@@ -14,9 +14,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from graphql import GraphQLSyntaxError, Source, parse
+from graphql import parse
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+
+from memvault.schema._upstream import graphql_schema, validate_document
+from memvault.schema.errors import DocumentInvalid, marked
+from memvault.schema.limits import check_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -35,7 +38,7 @@ ERROR_BYTES = 1500
 class _Entry:
     document: DocumentNode
     weight: int  # estimated bytes
-    errors: list[GraphQLError] | None = None  # None: not validated yet
+    errors: list[GraphQLError] | None = None  # None: not validated yet (DocumentInvalid each)
 
 
 class DocumentStore:
@@ -64,7 +67,7 @@ class DocumentStore:
         self.weight = 0  # estimated bytes of every entry
         self.parses = 0
         self.validations = 0
-        self._schema: GraphQLSchema | None = None
+        self._validated_for: GraphQLSchema | None = None
         self._rules: tuple[type[ASTValidationRule], ...] = ()
 
     def parse(self, query: str) -> DocumentNode:
@@ -74,15 +77,16 @@ class DocumentStore:
     def errors(
         self, query: str, schema: GraphQLSchema, rules: tuple[type[ASTValidationRule], ...]
     ) -> list[GraphQLError]:
-        """The validation errors of ``query``."""
-        if schema is not self._schema or rules != self._rules:  # one schema per store in use
+        """The validation errors of ``query`` (:class:`DocumentInvalid`)."""
+        if schema is not self._validated_for or rules != self._rules:  # one schema per store in use
             for entry in self._entries.values():
                 self._set_errors(entry, None)
-            self._schema, self._rules = schema, rules
+            self._validated_for, self._rules = schema, rules
         entry = self._entry(query)
         errors = entry.errors
         if errors is None:
-            errors = validate_document(schema, entry.document, (*rules, *self.extra_rules))
+            every = (*rules, *self.extra_rules)
+            errors = [*marked(validate_document(schema, entry.document, every), DocumentInvalid)]
             self.validations += 1
             self._set_errors(entry, errors)
             self._shrink()
@@ -93,13 +97,7 @@ class DocumentStore:
         if entry is not None:
             self._entries.move_to_end(query)
             return entry
-        size = len(query)  # characters: at most its UTF-8 bytes, and at least a quarter of them
-        if not query.isascii() and size <= self.max_bytes < 4 * size:
-            size = len(query.encode("utf-8", "surrogatepass"))
-        if size > self.max_bytes:
-            message = f"Document is larger than {self.max_bytes} bytes. Parsing aborted."
-            # at 1:1 of an empty source: locating it in the document scans the whole text
-            raise GraphQLSyntaxError(Source(""), 0, message)
+        size = check_size(query, self.max_bytes)
         document = parse(query, max_tokens=self.max_tokens)
         self.parses += 1
         entry = self._entries[query] = _Entry(document, 2 * size + TOKEN_BYTES * _tokens(document))
@@ -147,6 +145,6 @@ class DocumentCache(SchemaExtension):
         context = self.execution_context
         if context.query is not None and context.graphql_document is not None:
             context.pre_execution_errors = self.store.errors(
-                context.query, context.schema._schema, context.validation_rules
+                context.query, graphql_schema(context.schema), context.validation_rules
             )
         yield

@@ -38,10 +38,15 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.base import StrawberryOptional
-from strawberry.types.field import StrawberryField
+
+from memvault.schema._upstream import (
+    DEFINITION_BACKREF,
+    StrawberryField,
+    StrawberryGraphQLCoreExecutionContext,
+    StrawberryOptional,
+    graphql_schema,
+    make_info,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,9 +58,14 @@ if TYPE_CHECKING:
         GraphQLOutputType,
         GraphQLResolveInfo,
     )
-    from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
-    from graphql.pyutils import AwaitableOrValue, Path
     from strawberry.schema.config import StrawberryConfig
+
+    from memvault.schema._upstream import (
+        AwaitableOrValue,
+        FieldDetailsList,
+        GroupedFieldSet,
+        Path,
+    )
 
 PLAIN_LEAF = "memvault.plain-leaf"
 """Key of a field's ``extensions`` holding its :class:`PlainLeaf`."""
@@ -124,11 +134,11 @@ def plain_getter(field: StrawberryField) -> Callable[[Any], Any] | None:
 def optimise(schema: strawberry.Schema) -> tuple[int, int]:
     """Mark the plain leaves of ``schema`` and install lean resolvers; how many of each."""
     leaves = lean = 0
-    for named_type in schema._schema.type_map.values():
+    for named_type in graphql_schema(schema).type_map.values():
         if not isinstance(named_type, GraphQLObjectType) or named_type.name.startswith("__"):
             continue
         for graphql_field in named_type.fields.values():
-            field = graphql_field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            field = graphql_field.extensions.get(DEFINITION_BACKREF)
             if type(field) is not StrawberryField:  # subclasses may resolve differently
                 continue
             leaf = _plain_leaf(graphql_field, field)
@@ -167,7 +177,7 @@ def lean_resolver(field: StrawberryField, config: StrawberryConfig) -> GraphQLFi
         if root_name is not None:
             kwargs[root_name] = source
         if info_name is not None:
-            kwargs[info_name] = info_class(_raw_info=info, _field=field)
+            kwargs[info_name] = make_info(info_class, info, field)
         return func(source, **kwargs) if pass_self else func(**kwargs)
 
     return resolve

@@ -2,45 +2,32 @@
 
 A chat client asking ``memories(last: 10) { nodes { content } }`` for a hundred sessions needs
 the content, not the metadata, roles and timestamps of a thousand memories: decoding and wrapping
-those is most of what such a read costs the API. The selection under a ``memories`` connection
-field is mapped to document fields, rounded up to one of the data layer's few memory views
-(``MEMORY_SHAPES`` in ``memvault.db.memories``: each new projection costs the embedded engine a
-compile); anything not understood falls back to the full view.
+those is most of what such a read costs the API. The fields selected under a ``memories``
+connection field are handed to the data layer by their domain names; it maps them to stored
+fields (``MEMORY_SOURCES``), rounded up to one of its few memory shapes (``MEMORY_SHAPES`` in
+``memvault.db.memories``: each new projection costs the embedded engine a compile); anything not
+understood falls back to the full projection.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+from strawberry.types import get_object_definition
 
-from memvault.db.memories import MEMORY_KEYS, memory_shape
+from memvault.db.memories import memory_shape, stored_fields
+from memvault.schema._upstream import raw_info
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    import strawberry
     from graphql import FragmentDefinitionNode, SelectionSetNode
 
+    from memvault.db.memories import Fields
     from memvault.schema.context import Info
-
-# Memory's GraphQL fields -> the stored fields each needs.
-MEMORY_SOURCES: dict[str, tuple[str, ...]] = {
-    "__typename": (),
-    "id": ("uuid",),
-    "uuid": ("uuid",),
-    "seq": ("seq",),
-    "role": ("role",),
-    "roleType": ("role_type",),
-    "content": ("content",),
-    "metadata": ("metadata",),
-    "tokenCount": ("token_count",),
-    "createdAt": ("created_ms",),
-    "updatedAt": ("updated_ms",),
-    "session": ("session_id",),
-}
-
-Fields = frozenset[str] | None
-"""Stored fields to fetch; None: the full view."""
 
 
 def memory_fields(info: Info, connection_nodes: Sequence[FieldNode] | None = None) -> Fields:
@@ -50,25 +37,43 @@ def memory_fields(info: Info, connection_nodes: Sequence[FieldNode] | None = Non
     Computed once per request per merged selection, for all the sessions sharing it and for a
     prefetch and the field alike. The key is every field node of the selection: one fragment
     spread in two places gives two selections that share their first node and differ after it.
+    The full view (None) when the schema runs without the fast path.
     """
-    raw = info._raw_info
+    if not getattr(info.schema, "fast_path", False):
+        return None
+    raw = raw_info(info)
     nodes = tuple(raw.field_nodes if connection_nodes is None else connection_nodes)
     key = tuple(map(id, nodes))
     cache = info.context.lookahead
     cached = cache.get(key)
     if cached is None:  # the nodes are kept with their ids, so no id is reused meanwhile
-        cached = cache[key] = (nodes, memory_shape(fields_under(nodes, raw.fragments)))
+        names = domain_names(info.schema)
+        cached = cache[key] = (nodes, memory_shape(fields_under(nodes, raw.fragments, names)))
     return cached[1]
 
 
+@functools.cache
+def domain_names(schema: strawberry.Schema) -> dict[str, str]:
+    """``Memory``'s GraphQL field names in this schema -> their domain names (the type's
+    attribute names, which ``memories.MEMORY_SOURCES`` maps to stored fields)."""
+    from memvault.schema.types import Memory  # (types imports this module)
+
+    graphql_name = schema.config.name_converter.get_graphql_name
+    memory = get_object_definition(Memory, strict=True)
+    return {graphql_name(field): field.python_name for field in memory.fields}
+
+
 def fields_under(
-    connection_nodes: Sequence[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+    connection_nodes: Sequence[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    names: Mapping[str, str],
 ) -> Fields:
-    """Stored fields needed by the nodes of a memories connection selected by these field nodes.
+    """Stored fields needed by the nodes of a memories connection selected by these field nodes
+    (``names``: :func:`domain_names`); None (everything) for a field the data layer does not know.
 
     Fields under ``@skip``/``@include`` count as selected: fetching a field too many is harmless.
     """
-    needed = set(MEMORY_KEYS)
+    selected: list[str] = []
     for connection in connection_nodes:
         for field in _fields(connection.selection_set, fragments):
             name = field.name.value
@@ -84,11 +89,13 @@ def fields_under(
                 continue
             for node in memory_nodes:
                 for memory_field in _fields(node.selection_set, fragments):
-                    sources = MEMORY_SOURCES.get(memory_field.name.value)
-                    if sources is None:
+                    name = memory_field.name.value
+                    if name == "__typename":
+                        continue
+                    if name not in names:
                         return None
-                    needed.update(sources)
-    return frozenset(needed)
+                    selected.append(names[name])
+    return stored_fields(selected)
 
 
 def _fields(
