@@ -18,9 +18,7 @@ from memvault.errors import MemvaultError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from pymongo.asynchronous.database import AsyncDatabase
-
-    from memvault.db.documents import Doc
+    from memvault.db.records import ApiKeyDoc, Database
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -52,8 +50,8 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from memvault.db.engine import EngineError, clear_stale_engine
+    from memvault.http.uvicorn_protocol import HttpLimits, protocol_class
     from memvault.main import create_app
-    from memvault.uvicorn_protocol import HttpLimits, protocol_class
 
     settings = _settings(host=host, port=port)
     _configure_logging(settings.log_level)
@@ -123,7 +121,7 @@ def purge_command(older_than: int | None) -> None:
         raise click.BadParameter("must be >= 0", param_hint="--older-than")
     from memvault.db.purge import purge
 
-    async def run(db: AsyncDatabase[Doc]) -> dict[str, int]:
+    async def run(db: Database) -> dict[str, int]:
         return await purge(db, older_than_ms=seconds * 1000)
 
     counts = _with_database(settings, run)
@@ -202,7 +200,7 @@ def keys_create(project: str, scope: str, name: str) -> None:
     except MemvaultError as exc:
         raise click.BadParameter(exc.message, param_hint="--project") from None
 
-    async def create(db: AsyncDatabase[Doc]) -> tuple[Doc, str]:
+    async def create(db: Database) -> tuple[ApiKeyDoc, str]:
         return await api_keys.create_key(db, project_id=project, scope=scope, name=name)
 
     doc, key = _with_database(settings, create)
@@ -247,7 +245,7 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key by id (servers notice within MEMVAULT_AUTH_CACHE_SECONDS)."""
     from memvault.db import api_keys
 
-    async def revoke(db: AsyncDatabase[Doc]) -> Doc:
+    async def revoke(db: Database) -> ApiKeyDoc:
         return await api_keys.revoke_key(db, key_id=key_id)
 
     try:
@@ -260,7 +258,7 @@ def keys_revoke(key_id: str) -> None:
 T = TypeVar("T")
 
 
-def _with_database(settings: Settings, work: Callable[[AsyncDatabase[Doc]], Awaitable[T]]) -> T:
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     """Run ``work`` on the command's database (see ``database_for_command``)."""
     from memvault.db.engine import EngineError, database_for_command
 

@@ -10,9 +10,7 @@ from memvault.db import api_keys
 from memvault.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
-    from pymongo.asynchronous.database import AsyncDatabase
-
-    from memvault.db.documents import Doc
+    from memvault.db.records import Database
 
 DEFAULT_PROJECT = "default"
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
@@ -62,7 +60,7 @@ class Authenticator:
     """Resolves keys to principals, caching answers for ``cache_seconds`` (revocation and the
     first key's creation take effect within that time)."""
 
-    def __init__(self, db: AsyncDatabase[Doc], *, required: bool, cache_seconds: float) -> None:
+    def __init__(self, db: Database, *, required: bool, cache_seconds: float) -> None:
         self.db = db
         self.required = required
         self.cache_seconds = cache_seconds

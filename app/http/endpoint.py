@@ -1,4 +1,4 @@
-"""``/graphql``: the body limit and API key checks, then GraphQL (see ``app/schema/view.py``)
+"""``/graphql``: the body limit and API key checks, then GraphQL (see ``app/http/view.py``)
 within the request deadline (``MEMVAULT_REQUEST_TIMEOUT``)."""
 
 from __future__ import annotations
@@ -7,17 +7,16 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pymongo.errors import PyMongoError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from memvault.db.errors import DatabaseError
 from memvault.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
-from memvault.schema.view import GraphQLApp, plain_operation, request_id_of
+from memvault.http.view import GraphQLApp, plain_operation, request_id_of
+from memvault.runtime import runtime_of
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
-
-    from memvault.main import Runtime
 
 
 log = logging.getLogger("memvault")
@@ -51,7 +50,7 @@ class GraphQLEndpoint:
         if declared.isdigit() and int(declared) > limit:
             await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
             return
-        runtime: Runtime = request.app.state.runtime
+        runtime = runtime_of(request)
         try:  # before the body: a caller without a valid key costs no body's worth of memory
             request.state.principal = await runtime.authenticator.principal(
                 headers.get("authorization")
@@ -59,7 +58,7 @@ class GraphQLEndpoint:
         except Unauthenticated as exc:
             await _error_response(exc, 401, request_id)(scope, receive, send)
             return
-        except PyMongoError:
+        except DatabaseError:
             unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
             await _error_response(unavailable, 503, request_id)(scope, receive, send)
             return
@@ -104,8 +103,9 @@ class GraphQLEndpoint:
             await _error_response(stopped, 200, request_id)(scope, receive, send)
 
     async def graphql(self, request: Request, payload: bytes, send: Send) -> None:
-        """Answer the request (whose body is ``payload``): the direct path, or the view."""
-        if self.lean and request.method == "POST":
+        """Answer the request (whose body is ``payload``): the direct path (only with the fast
+        path: it runs ``execute_lean``), or the view."""
+        if self.lean and self.view.schema.fast_path and request.method == "POST":
             operation = plain_operation(request.headers, payload, self.view.decode_json)
             if operation is not None:
                 await self.view.answer(request, operation, send)

@@ -10,8 +10,8 @@ This is the only module that depends on uvicorn's internals: it subclasses
 (``on_message_begin``, ``on_headers_complete``, ``on_message_complete``), its ``parser``,
 ``loop``, ``client``, ``transport``, ``cycle`` (``response_started``, ``response_complete``,
 ``disconnected``, ``message_event``) and ``server_state.default_headers``.
-``tests/test_uvicorn_protocol.py`` checks that surface by name, so a uvicorn release that changes
-it fails there first (pyproject.toml keeps uvicorn on the tested minor series).
+``tests/ops/test_uvicorn_protocol.py`` checks that surface by name, so a uvicorn release that
+changes it fails there first (pyproject.toml keeps uvicorn on the tested minor series).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ re-read of the body, no content-type parser, no temporary response. Everything e
 GraphiQL page, other content types, a body that is not one well-formed operation) goes through
 Strawberry's own ``run``, which answers it, errors included. Both execute with the same schema,
 context and result formatting (:meth:`GraphQLApp.process_result` also encodes, capped and off the
-loop when large: ``response.py``); ``tests/test_endpoint.py`` compares them request for request.
+loop when large: ``app/schema/response.py``); ``tests/api/test_endpoint.py`` compares them request
+for request.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from cross_web import HTTPException
 from starlette.responses import PlainTextResponse
 from strawberry.asgi import GraphQL
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
 
+from memvault.runtime import runtime_of
+from memvault.schema._upstream import (
+    CannotGetOperationTypeError,
+    HTTPException,
+    InvalidOperationTypeError,
+    OperationType,
+)
 from memvault.schema.context import Context
 from memvault.schema.errors import OperationNameRequired, format_error
+from memvault.schema.fastpath.lean import execute_lean
 from memvault.schema.loaders import DataLoaders
 from memvault.schema.response import EncodedResponse, TooLarge, encode_capped, too_large
 from memvault.security import Principal
@@ -35,16 +41,15 @@ from memvault.validation import SURROGATE
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from cross_web import AsyncHTTPRequestAdapter
     from starlette.datastructures import Headers
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.types import Send
     from starlette.websockets import WebSocket
-    from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+    from strawberry.http import GraphQLHTTPResponse
 
-    from memvault.main import Runtime
     from memvault.schema import MemvaultSchema
+    from memvault.schema._upstream import AsyncHTTPRequestAdapter, GraphQLRequestData
 
 log = logging.getLogger("memvault.graphql")
 
@@ -64,7 +69,7 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:
-        runtime: Runtime = request.app.state.runtime
+        runtime = runtime_of(request)
         # Set by GraphQLEndpoint before this view runs; only the GraphiQL page (which runs no
         # operation) passes it without one, and gets a principal of no project.
         principal = getattr(request.state, "principal", None) or NO_PROJECT
@@ -146,7 +151,7 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> GraphQLHTTPResponse:
         """``data`` with its body, encoded off the event loop when large; a PAYLOAD_TOO_LARGE
         error in its place when the body would exceed ``MEMVAULT_MAX_RESPONSE_BYTES``."""
-        runtime: Runtime = request.app.state.runtime
+        runtime = runtime_of(request)
         cap = runtime.settings.max_response_bytes
         response: dict[str, Any] = dict(data)
         try:
@@ -165,7 +170,8 @@ class GraphQLApp(GraphQL[Context, None]):
         """Execute one plain operation and send its JSON result, as :meth:`run` would."""
         status = 200
         try:
-            result = await self.schema.execute_lean(
+            result = await execute_lean(
+                self.schema,
                 operation.query,
                 variable_values=operation.variables,
                 context_value=await self.get_context(request),
