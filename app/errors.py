@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import ClassVar
+
+
+class Subject(Enum):
+    """What a data-layer error is about, in the data's terms: ``app/db`` raises errors with a
+    subject, and ``schema/errors.py`` names the argument it came from (``extensions.field``)."""
+
+    USER_ID = "user_id"
+    SESSION_ID = "session_id"
+    MEMORY_UUID = "uuid"  # a stored memory's
+    NEW_MEMORY_UUID = "new_memory_uuid"  # one of the memories being added
+    KEY_ID = "key_id"  # an API key's
 
 
 class MemvaultError(Exception):
@@ -10,10 +22,13 @@ class MemvaultError(Exception):
 
     code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, subject: Subject | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.field = field
+        self.field = field  # the argument at fault, for errors raised by the API's input checks
+        self.subject = subject  # what it is about, for errors raised by the data layer
 
 
 class BadUserInput(MemvaultError):

@@ -13,6 +13,8 @@ from memvault.db.merge import MetadataPatch
 from memvault.errors import BadUserInput
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from memvault.config import Settings
 
 # A code point of the surrogate range: never text (json.loads turns an escaped pair into one code
@@ -189,3 +191,17 @@ def check_count(count: int, *, field: str, low: int, high: int) -> int:
     if not low <= count <= high:
         raise BadUserInput(f"{field} must be {low}-{high}, got {count}", field=field)
     return count
+
+
+def check_distinct(values: Sequence[str | None], *, field: str, item: str) -> None:
+    """No value given twice (None: not given); a repeat is named as ``field[i].item``."""
+    first: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        if value in first:
+            raise BadUserInput(
+                f"{field}[{index}].{item} repeats {field}[{first[value]}].{item} ({value!r})",
+                field=f"{field}[{index}].{item}",
+            )
+        first[value] = index

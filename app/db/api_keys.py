@@ -8,18 +8,14 @@ from typing import TYPE_CHECKING
 
 from pymongo import ReturnDocument
 
-from memvault.db.documents import Doc, now_ms
-from memvault.errors import NotFound
+from memvault.db.queries import now_ms
+from memvault.db.records import api_key_docs
+from memvault.errors import NotFound, Subject
 
 if TYPE_CHECKING:
-    from pymongo.asynchronous.collection import AsyncCollection
-    from pymongo.asynchronous.database import AsyncDatabase
+    from memvault.db.records import ApiKeyDoc, ApiKeyRead, Database
 
 KEY_PREFIX = "mv_"
-
-
-def _keys(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
-    return db["api_keys"]
 
 
 def hash_key(key: str) -> str:
@@ -28,12 +24,12 @@ def hash_key(key: str) -> str:
 
 
 async def create_key(
-    db: AsyncDatabase[Doc], *, project_id: str, scope: str, name: str = ""
-) -> tuple[Doc, str]:
+    db: Database, *, project_id: str, scope: str, name: str = ""
+) -> tuple[ApiKeyDoc, str]:
     """Store a new key; return its record and the key itself (shown once, never stored)."""
     key_id = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    doc: Doc = {
+    doc: ApiKeyDoc = {
         "key_id": key_id,
         "key_hash": hash_key(key),
         "project_id": project_id,
@@ -42,32 +38,32 @@ async def create_key(
         "created_ms": now_ms(),
         "revoked_ms": 0,
     }
-    await _keys(db).insert_one(doc)
+    await api_key_docs(db).insert_one(doc)
     return doc, key
 
 
-async def list_keys(db: AsyncDatabase[Doc]) -> list[Doc]:
+async def list_keys(db: Database) -> list[ApiKeyRead]:
     """Every key record (no secrets), oldest first."""
-    cursor = _keys(db).find({}, {"key_hash": 0}).sort("created_ms", 1)
-    return await cursor.to_list()
+    cursor = api_key_docs(db).find({}, {"key_hash": 0}).sort("created_ms", 1)
+    return list(await cursor.to_list())
 
 
-async def revoke_key(db: AsyncDatabase[Doc], *, key_id: str) -> Doc:
-    revoked = await _keys(db).find_one_and_update(
+async def revoke_key(db: Database, *, key_id: str) -> ApiKeyDoc:
+    revoked = await api_key_docs(db).find_one_and_update(
         {"key_id": key_id, "revoked_ms": 0},
         {"$set": {"revoked_ms": now_ms()}},
         return_document=ReturnDocument.AFTER,
     )
     if revoked is None:
-        raise NotFound(f"no active key with id {key_id!r}", field="key_id")
+        raise NotFound(f"no active key with id {key_id!r}", subject=Subject.KEY_ID)
     return revoked
 
 
-async def find_active_key(db: AsyncDatabase[Doc], *, key_hash: str) -> Doc | None:
+async def find_active_key(db: Database, *, key_hash: str) -> ApiKeyDoc | None:
     """The active key record whose key hashes to ``key_hash`` (see :func:`hash_key`), or None."""
-    return await _keys(db).find_one({"key_hash": key_hash, "revoked_ms": 0})
+    return await api_key_docs(db).find_one({"key_hash": key_hash, "revoked_ms": 0})
 
 
-async def active_key_count(db: AsyncDatabase[Doc]) -> int:
+async def active_key_count(db: Database) -> int:
     reply = await db.command("count", "api_keys", query={"revoked_ms": 0})
     return int(reply["n"])

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pymongo
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 from pymongo.errors import PyMongoError
 
@@ -56,7 +57,7 @@ def connect(
     runs one command at a time per database, and its monitor's check needs none, so operations
     queued behind a long command waited for all of it (20 s seen). ``operation_timeout_ms`` bounds
     each operation too (the driver's ``timeoutMS``: a timeout error past it); work that may
-    rightly take longer runs under ``pymongo.timeout()``.
+    rightly take longer runs under :func:`deadline`.
     """
     bounded: dict[str, Any] = (
         {} if operation_timeout_ms is None else {"timeoutMS": operation_timeout_ms}
@@ -71,6 +72,12 @@ def connect(
         event_listeners=list(event_listeners),
         **bounded,
     )
+
+
+def deadline(seconds: float) -> contextlib.AbstractContextManager[None]:
+    """Bound every database operation inside the block by ``seconds`` together, in place of
+    the client's per-operation timeout (the driver's ``pymongo.timeout``)."""
+    return pymongo.timeout(seconds)
 
 
 class CommandCounter(monitoring.CommandListener):

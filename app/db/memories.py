@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
-from memvault.db.documents import (
+from memvault.db.errors import DUPLICATE_KEY
+from memvault.db.merge import merge_patch
+from memvault.db.queries import (
     NO_KEY,
-    Doc,
+    Lookup,
     Window,
     aggregate_bounded,
     find_by_keys,
@@ -19,21 +21,20 @@ from memvault.db.documents import (
     new_token,
     now_ms,
     patch_document,
-    view,
+    projection,
 )
-from memvault.db.merge import merge_patch
-from memvault.db.sessions import SESSION_VIEW, ensure_session
-from memvault.errors import BadUserInput, Conflict, NotFound
+from memvault.db.records import MemoryRead, memory_docs, read_fields, session_docs
+from memvault.db.sessions import SESSION_PROJECTION, ensure_session
+from memvault.errors import Conflict, NotFound, Subject
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from pymongo.asynchronous.collection import AsyncCollection
-    from pymongo.asynchronous.database import AsyncDatabase
 
     from memvault.db.merge import MetadataPatch
+    from memvault.db.records import Database, Doc, MemoryDoc, SessionDoc, SessionRead
 
-DUPLICATE_KEY = 11000
 ENSURE_ATTEMPTS = 5
 # uuids looked up per command: on the embedded engine one union of 1000 branches takes ~34 s
 # (blocking every other client), ten of 100 take ~0.1 s together.
@@ -57,8 +58,8 @@ class NewMemory:
 class Appended:
     """What ``add_memories`` did: the session after the call and the memories, in input order."""
 
-    session: Doc
-    memories: list[Doc] = field(default_factory=list)
+    session: SessionDoc
+    memories: list[MemoryDoc] = field(default_factory=list)
     inserted: int = 0
 
 
@@ -66,23 +67,37 @@ SEQ_SEPARATOR = "\x1f"
 SEQ_END = "\x20"  # the character after the separator: the end of one session's range
 MAX_SEQ = 10**12 - 1
 
-# What the API shows of a memory; reads for GraphQL fetch only these fields.
-MEMORY_VIEW = view(
-    "session_id", "uuid", "seq", "seq_key", "role", "role_type", "content", "metadata",
-    "token_count", "created_ms", "updated_ms",
-)  # fmt: skip
+# Reads for the API fetch at most what it shows.
+MEMORY_PROJECTION = projection(*read_fields(MemoryRead))
+LIVE_MEMORIES: Lookup[MemoryRead] = Lookup("memories", "uuid", MEMORY_PROJECTION)
+KEY_FIELD = "seq"
+"""What orders a session's memories: windows of memories are ranges of it."""
 # Always fetched: how rows are grouped, ordered and turned into cursors and nodes.
 MEMORY_KEYS = ("session_id", "uuid", "seq", "seq_key")
-# The views a memories read may ask for, smallest first; None is MEMORY_VIEW. A closed set: the
-# embedded engine compiles each new projection of a union, which took seconds of its CPU (while
-# every other command waited) when each subset of selected fields was a projection of its own.
+# A memory's fields, by their domain names, and the stored fields each is read from.
+MEMORY_SOURCES: dict[str, tuple[str, ...]] = {
+    "id": ("uuid",),
+    "uuid": ("uuid",),
+    "seq": ("seq",),
+    "role": ("role",),
+    "role_type": ("role_type",),
+    "content": ("content",),
+    "metadata": ("metadata",),
+    "token_count": ("token_count",),
+    "created_at": ("created_ms",),
+    "updated_at": ("updated_ms",),
+    "session": ("session_id",),
+}
+# The shapes a memories read may ask for, smallest first; None is MEMORY_PROJECTION. A closed set:
+# the embedded engine compiles each new projection of a union, which took seconds of its CPU
+# (while every other command waited) when each subset of selected fields was a projection of its
+# own.
 CHAT_FIELDS = frozenset({*MEMORY_KEYS, "content", "role", "role_type", "created_ms"})
 MEMORY_SHAPES: tuple[frozenset[str] | None, ...] = (CHAT_FIELDS, None)
-_VIEWS = {CHAT_FIELDS: view(*sorted(CHAT_FIELDS)), None: MEMORY_VIEW}
+_PROJECTIONS = {CHAT_FIELDS: projection(*sorted(CHAT_FIELDS)), None: MEMORY_PROJECTION}
 
-
-def _memories(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
-    return db["memories"]
+Fields = frozenset[str] | None
+"""Stored fields of memories to fetch: one of ``MEMORY_SHAPES`` (None: all the API shows)."""
 
 
 def seq_key(project_id: str, session_id: str, seq: int) -> str:
@@ -112,48 +127,60 @@ def seq_key_range(project_id: str, session_id: str, window: Window) -> Window:
     )
 
 
-def memory_shape(fields: frozenset[str] | None) -> frozenset[str] | None:
+def memory_shape(fields: frozenset[str] | None) -> Fields:
     """The smallest of ``MEMORY_SHAPES`` holding these stored fields (None: everything)."""
     if fields is None:
         return None
     return next((shape for shape in MEMORY_SHAPES if shape is None or fields <= shape), None)
 
 
-def memory_view(fields: frozenset[str] | None) -> Mapping[str, int]:
-    """The projection of the smallest memory view holding these stored fields (None: everything
+def stored_fields(names: Iterable[str]) -> frozenset[str] | None:
+    """The stored fields (keys included) that showing these fields of memories needs, by their
+    domain names (``MEMORY_SOURCES``); None (everything) when one is unknown."""
+    needed = set(MEMORY_KEYS)
+    for name in names:
+        sources = MEMORY_SOURCES.get(name)
+        if sources is None:
+            return None
+        needed.update(sources)
+    return frozenset(needed)
+
+
+def memory_projection(fields: Fields) -> Mapping[str, int]:
+    """The projection of the smallest memory shape holding these stored fields (None: everything
     the API shows); shared, read-only."""
-    return _VIEWS[memory_shape(fields)]
+    return _PROJECTIONS[memory_shape(fields)]
 
 
 async def list_memories_of_sessions(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     session_ids: Sequence[str],
     window: Window,
-    fields: frozenset[str] | None = None,
-) -> dict[str, list[Doc]]:
+    fields: Fields = None,
+) -> Mapping[str, Sequence[MemoryRead]]:
     """The same window (in ``seq`` numbers) of live memories for each session, in one command;
     with ``fields``, only those stored fields of each memory."""
     live = {"deleted_ms": 0}  # no project_id: the key range carries it (see seq_key)
     return await find_ranges(
-        _memories(db),
+        memory_docs(db),
         queries={sid: (live, seq_key_range(project_id, sid, window)) for sid in session_ids},
         blank=(live, seq_key_range(project_id, NO_KEY, window)),
         group_field="session_id",
         key_field="seq_key",
-        projection=memory_view(fields),
+        projection=memory_projection(fields),
     )
 
 
 async def session_with_memories(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     session_id: str,
     window: Window,
-    fields: frozenset[str] | None = None,
-) -> tuple[Doc | None, list[Doc]]:
+    fields: Fields = None,
+) -> tuple[SessionRead | None, list[MemoryRead]]:
     """A live session and one window of its memories (in ``seq`` numbers), in one command.
 
     Measured on the embedded engine: 1.4 ms and 0.4 ms of client CPU, against 3.0 ms and 0.8 ms
@@ -163,22 +190,22 @@ async def session_with_memories(
     pipeline: list[Doc] = [
         {"$match": {"project_id": project_id, "session_id": session_id, "deleted_ms": 0}},
         {"$limit": 1},
-        {"$project": SESSION_VIEW},
+        {"$project": SESSION_PROJECTION},
     ]
     if not memories.empty() and memories.limit > 0:
-        branch = memories.pipeline({"deleted_ms": 0}, "seq_key", memory_view(fields))
+        branch = memories.pipeline({"deleted_ms": 0}, "seq_key", memory_projection(fields))
         pipeline.append({"$unionWith": {"coll": "memories", "pipeline": branch}})
     rows = await aggregate_bounded(db["sessions"], pipeline, most=memories.limit + 1)
     session = next((row for row in rows if "seq_key" not in row), None)
     if session is None:
         return None, []
-    found = [row for row in rows if "seq_key" in row]
+    found = [cast("MemoryRead", row) for row in rows if "seq_key" in row]
     found.sort(key=lambda row: row["seq_key"], reverse=memories.descending)
-    return session, found
+    return cast("SessionRead", session), found
 
 
 async def add_memories(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     session_id: str,
@@ -187,28 +214,20 @@ async def add_memories(
 ) -> Appended:
     """Append memories in the given order, creating or reviving the session.
 
-    Idempotent by ``uuid``: a memory already stored in this session is returned, not stored again
-    (one that was deleted is neither stored nor returned). A ``uuid`` stored in another session is
-    a CONFLICT, and nothing of the call is written. ``seq`` numbers are reserved atomically with
-    ``$inc`` on the session's ``next_seq``, so order is total under concurrent writers.
+    Idempotent by ``uuid`` (the uuids given are distinct: the API checks its input): a memory
+    already stored in this session is returned, not stored again (one that was deleted is
+    neither stored nor returned). A ``uuid`` stored in another session is a CONFLICT, and nothing
+    of the call is written. ``seq`` numbers are reserved atomically with ``$inc`` on the
+    session's ``next_seq``, so order is total under concurrent writers.
     """
     uuids = [m.uuid or str(uuidlib.uuid4()) for m in memories]
-    first_index: dict[str, int] = {}
-    for index, value in enumerate(uuids):
-        if value in first_index:
-            raise BadUserInput(
-                f"memories[{index}].uuid repeats memories[{first_index[value]}].uuid ({value!r})",
-                field=f"memories[{index}].uuid",
-            )
-        first_index[value] = index
-
-    coll = _memories(db)
+    coll = memory_docs(db)
     known = await _stored(coll, project_id, uuids)
     _reject_foreign(known, session_id)
 
-    inserted: list[Doc] = []
+    inserted: list[MemoryDoc] = []
     reserved_in: list[int] = []  # for each inserted memory, the session's deletions at reservation
-    session: Doc | None = None
+    session: SessionDoc | None = None
     now = now_ms()
     pending = [i for i, value in enumerate(uuids) if value not in known]
     # Each pass stores what it can in input order, up to a memory that a racing call (an identical
@@ -259,14 +278,14 @@ async def add_memories(
 
 
 async def _reserve(
-    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, user_id: str | None, count: int
-) -> Doc:
+    db: Database, *, project_id: str, session_id: str, user_id: str | None, count: int
+) -> SessionDoc:
     """Make the session live (create, revive, attach the user), then reserve ``count`` seqs."""
     for _ in range(ENSURE_ATTEMPTS):
         session = await ensure_session(
             db, project_id=project_id, session_id=session_id, user_id=user_id
         )
-        reserved = await db["sessions"].find_one_and_update(
+        reserved = await session_docs(db).find_one_and_update(
             {"_id": session["_id"], "deleted_ms": 0},
             # (``deletions`` + 0 makes the field exist on sessions stored before it did)
             {"$inc": {"next_seq": count, "deletions": 0}},
@@ -278,10 +297,10 @@ async def _reserve(
 
 
 async def _stored(
-    coll: AsyncCollection[Doc], project_id: str, uuids: Sequence[str]
-) -> dict[str, Doc]:
+    coll: AsyncCollection[MemoryDoc], project_id: str, uuids: Sequence[str]
+) -> dict[str, MemoryDoc]:
     """The stored memories (deleted ones too) of these uuids in the project, by uuid."""
-    found: dict[str, Doc] = {}
+    found: dict[str, MemoryDoc] = {}
     for start in range(0, len(uuids), LOOKUP_BATCH):
         chunk = uuids[start : start + LOOKUP_BATCH]
         found.update(
@@ -291,8 +310,8 @@ async def _stored(
 
 
 async def _insert_in_order(
-    coll: AsyncCollection[Doc], docs: list[Doc]
-) -> tuple[list[Doc], list[Doc]]:
+    coll: AsyncCollection[MemoryDoc], docs: list[MemoryDoc]
+) -> tuple[list[MemoryDoc], list[MemoryDoc]]:
     """Insert ``docs`` in order, stopping at the first uuid another call stored first.
 
     Return what was stored and the rest, starting with the clash (empty when all were stored).
@@ -314,17 +333,18 @@ async def _insert_in_order(
         return stored, docs[index:]
 
 
-def _reject_foreign(known: Mapping[str, Doc], session_id: str) -> None:
+def _reject_foreign(known: Mapping[str, MemoryDoc], session_id: str) -> None:
     for value, doc in known.items():
         if doc["session_id"] != session_id:
             raise Conflict(
-                f"memory uuid {value!r} already belongs to another session", field="memories.uuid"
+                f"memory uuid {value!r} already belongs to another session",
+                subject=Subject.NEW_MEMORY_UUID,
             )
 
 
 def _memory_doc(
     project_id: str, session_id: str, uuid: str, seq: int, memory: NewMemory, now: int
-) -> Doc:
+) -> MemoryDoc:
     created = memory.created_ms if memory.created_ms is not None else now
     return {
         "project_id": project_id,
@@ -345,7 +365,7 @@ def _memory_doc(
     }
 
 
-async def _undo(coll: AsyncCollection[Doc], docs: list[Doc]) -> None:
+async def _undo(coll: AsyncCollection[MemoryDoc], docs: list[MemoryDoc]) -> None:
     if docs:
         await coll.delete_many(
             {"project_id": docs[0]["project_id"], "uuid": {"$in": [d["uuid"] for d in docs]}}
@@ -353,14 +373,14 @@ async def _undo(coll: AsyncCollection[Doc], docs: list[Doc]) -> None:
 
 
 async def _count_inserted(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     session_id: str,
-    inserted: list[Doc],
+    inserted: list[MemoryDoc],
     reserved_in: list[int],
     now: int,
-) -> Doc:
+) -> SessionDoc:
     """Count what was stored into the session, unless a deletion came after its reservation.
 
     A memory numbered before a deletion of its session went with that deletion ("added, then
@@ -370,7 +390,7 @@ async def _count_inserted(
     marked deleted and not counted. The session's ``deletions`` counter, read atomically with each
     reservation, tells which memories that is.
     """
-    sessions = db["sessions"]
+    sessions = session_docs(db)
     latest = max(reserved_in)
     current = [doc for doc, seen in zip(inserted, reserved_in, strict=True) if seen == latest]
     session = await sessions.find_one_and_update(
@@ -382,7 +402,9 @@ async def _count_inserted(
         current = []
         session = await sessions.find_one({"project_id": project_id, "session_id": session_id})
         if session is None:
-            raise NotFound("session was erased while memories were being added", field="sessionId")
+            raise NotFound(
+                "session was erased while memories were being added", subject=Subject.SESSION_ID
+            )
     counted = {id(doc) for doc in current}
     await _settle_deleted(db, session=session, docs=[d for d in inserted if id(d) not in counted])
     if current and session["deleted_ms"]:  # deleted by a writer that does not count deletions
@@ -390,7 +412,7 @@ async def _count_inserted(
     return session
 
 
-async def _settle_deleted(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Doc]) -> None:
+async def _settle_deleted(db: Database, *, session: SessionDoc, docs: list[MemoryDoc]) -> None:
     """Mark memories that went with a deletion of their session as deleted (not counted)."""
     if not docs:
         return
@@ -398,7 +420,7 @@ async def _settle_deleted(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Do
     # that deletion can no longer be restored, so any token will do.
     deleted_ms = session["deleted_ms"] or now_ms()
     token = session["deletion_id"] if session["deleted_ms"] else new_token()
-    await _memories(db).update_many(
+    await memory_docs(db).update_many(
         {
             "project_id": session["project_id"],
             "uuid": {"$in": [d["uuid"] for d in docs]},
@@ -410,10 +432,10 @@ async def _settle_deleted(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Do
         doc["deleted_ms"] = deleted_ms
 
 
-async def _cascade_late(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Doc]) -> None:
+async def _cascade_late(db: Database, *, session: SessionDoc, docs: list[MemoryDoc]) -> None:
     if not docs:
         return
-    await _memories(db).update_many(
+    await memory_docs(db).update_many(
         {
             "project_id": session["project_id"],
             "uuid": {"$in": [d["uuid"] for d in docs]},
@@ -427,16 +449,16 @@ async def _cascade_late(db: AsyncDatabase[Doc], *, session: Doc, docs: list[Doc]
 
 
 async def update_memory(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     uuid: str,
     content: str | None,
     metadata: MetadataPatch | None,
-) -> Doc:
+) -> MemoryDoc:
     """Change content and/or merge metadata of a live memory."""
     return await patch_document(
-        _memories(db),
+        memory_docs(db),
         match={"project_id": project_id, "uuid": uuid},
         what=f"memory {uuid!r}",
         set_fields={"content": content} if content is not None else None,
@@ -444,14 +466,14 @@ async def update_memory(
     )
 
 
-async def delete_memory(db: AsyncDatabase[Doc], *, project_id: str, uuid: str) -> None:
+async def delete_memory(db: Database, *, project_id: str, uuid: str) -> None:
     """Soft-delete one memory; it stays deleted when its session is restored."""
-    deleted = await _memories(db).find_one_and_update(
+    deleted = await memory_docs(db).find_one_and_update(
         {"project_id": project_id, "uuid": uuid, "deleted_ms": 0},
         {"$set": {"deleted_ms": now_ms(), "deletion_id": new_token()}},
     )
     if deleted is None:
-        raise NotFound(f"memory {uuid!r} not found", field="uuid")
+        raise NotFound(f"memory {uuid!r} not found", subject=Subject.MEMORY_UUID)
     await db["sessions"].update_one(
         {"project_id": project_id, "session_id": deleted["session_id"]},
         {"$inc": {"memory_count": -1}},
@@ -459,13 +481,7 @@ async def delete_memory(db: AsyncDatabase[Doc], *, project_id: str, uuid: str) -
 
 
 async def get_memories(
-    db: AsyncDatabase[Doc], *, project_id: str, uuids: Sequence[str]
-) -> dict[str, Doc]:
+    db: Database, *, project_id: str, uuids: Sequence[str]
+) -> Mapping[str, MemoryRead]:
     """Live memories by uuid, in one batch."""
-    return await find_by_keys(
-        _memories(db),
-        match={"project_id": project_id, "deleted_ms": 0},
-        field="uuid",
-        values=uuids,
-        projection=MEMORY_VIEW,
-    )
+    return await LIVE_MEMORIES.get(db, project_id=project_id, values=uuids)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from memvault.db.documents import Doc, now_ms
+from memvault.db.queries import now_ms
 
 if TYPE_CHECKING:
-    from pymongo.asynchronous.database import AsyncDatabase
+    from memvault.db.records import Database
 
 
-async def purge(db: AsyncDatabase[Doc], *, older_than_ms: int) -> dict[str, int]:
+async def purge(db: Database, *, older_than_ms: int) -> dict[str, int]:
     """Hard-delete everything soft-deleted before ``now - older_than_ms``; return counts."""
     cutoff = now_ms() - older_than_ms
     purged: dict[str, int] = {}

@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
 
     from memvault.db.merge import MetadataPatch
+    from memvault.db.records import Database, Doc
+    from memvault.errors import Subject
 
-Doc = dict[str, Any]
 Key = str | int
+"""A keyset key: an ``order_key`` (users, sessions) or a ``seq`` (memories)."""
+D = TypeVar("D", bound="Mapping[str, Any]")
 
 # The engine answers a flat $unionWith pipeline of up to ~45 branches in time linear in the
 # branches, and ~50x slower past that (measured: 45 branches 15 ms, 50 branches 585 ms), while
@@ -60,9 +63,28 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+ORDER_KEY = "order_key"
+"""The field that orders users and sessions: :func:`order_key` of each."""
+
+
 def order_key(created_ms: int, ident: str) -> str:
     """Creation time as 13 digits, then the id: orders by time, with the id as tie-break."""
     return f"{created_ms:013d}{ident}"
+
+
+# An order_key starts with 13 digits: creation times up to 2286-11-20. A filter time past that is
+# the last of them, not a 14-digit key that would sort below every stored one.
+LAST_KEY_MS = 10**13 - 1
+
+
+def created_range(created_after_ms: int | None, created_before_ms: int | None) -> Window:
+    """The ``order_key`` range of items created strictly after / strictly before these times."""
+    gte = lt = None
+    if created_after_ms is not None:
+        gte = f"{min(created_after_ms + 1, LAST_KEY_MS):013d}"
+    if created_before_ms is not None:
+        lt = f"{min(created_before_ms, LAST_KEY_MS):013d}"
+    return Window(gte=gte, lt=lt)
 
 
 def key_after(key: Key) -> Key:
@@ -117,13 +139,13 @@ class Window:
 
 
 async def find_window(
-    coll: AsyncCollection[Doc],
+    coll: AsyncCollection[D],
     *,
     match: Mapping[str, Any],
     key_field: str,
     window: Window,
     projection: Mapping[str, Any] | None = None,
-) -> list[Doc]:
+) -> list[D]:
     """The rows of one keyset window, in the window's order."""
     if window.empty() or window.limit <= 0:
         return []
@@ -155,8 +177,8 @@ def union_pipeline(collection: str, branches: Sequence[list[Doc]]) -> list[Doc]:
 
 
 async def aggregate_bounded(
-    coll: AsyncCollection[Doc], pipeline: Sequence[Mapping[str, Any]], *, most: int
-) -> list[Doc]:
+    coll: AsyncCollection[D], pipeline: Sequence[Mapping[str, Any]], *, most: int
+) -> list[D]:
     """The rows of a pipeline that returns at most ``most`` of them, usually in one command.
 
     The ``aggregate`` command is sent as is, with a first batch one larger than the answer, so
@@ -174,7 +196,7 @@ async def aggregate_bounded(
             codec_options=coll.codec_options,
         )
         cursor = reply["cursor"]
-        rows: list[Doc] = cursor["firstBatch"]
+        rows: list[D] = cursor["firstBatch"]
         while cursor["id"]:
             reply = await db.command(
                 {"getMore": cursor["id"], "collection": coll.name, "batchSize": batch},
@@ -187,15 +209,15 @@ async def aggregate_bounded(
 
 
 async def _union(
-    coll: AsyncCollection[Doc],
+    coll: AsyncCollection[D],
     branches: Sequence[list[Doc]],
     *,
     blank: list[Doc],
     rows_per_branch: int,
-) -> list[Doc]:
+) -> list[D]:
     """Every branch's rows, in commands of at most ``UNION_SIZES[-1]`` branches, each padded to
     one of ``UNION_SIZES`` with ``blank``: a branch of the same shape that matches nothing."""
-    rows: list[Doc] = []
+    rows: list[D] = []
     for chunk in _chunks(branches, UNION_SIZES[-1]):
         size = next(size for size in UNION_SIZES if size >= len(chunk))
         pipeline = union_pipeline(coll.name, [*chunk, *[blank] * (size - len(chunk))])
@@ -204,15 +226,15 @@ async def _union(
 
 
 async def find_windows(
-    coll: AsyncCollection[Doc],
+    coll: AsyncCollection[D],
     *,
     match: Mapping[str, Any],
-    group_field: str,
     groups: Sequence[str],
+    group_field: str,
     key_field: str,
     window: Window,
     projection: Mapping[str, Any] | None = None,
-) -> dict[str, list[Doc]]:
+) -> dict[str, list[D]]:
     """The same keyset window for each group (``group_field`` equal to it), in one command."""
     return await find_ranges(
         coll,
@@ -225,19 +247,19 @@ async def find_windows(
 
 
 async def find_ranges(
-    coll: AsyncCollection[Doc],
+    coll: AsyncCollection[D],
     *,
     queries: Mapping[str, tuple[Mapping[str, Any], Window]],
     blank: tuple[Mapping[str, Any], Window],
     group_field: str,
     key_field: str,
     projection: Mapping[str, Any] | None = None,
-) -> dict[str, list[Doc]]:
+) -> dict[str, list[D]]:
     """Each group's keyset window (its own filter and range), in one command of bounded,
     index-backed branches. No group's rows beyond its window are read; each group's rows come
     back in its window's order. ``blank`` is a query shaped as the others that matches nothing
     (see ``_union``)."""
-    result: dict[str, list[Doc]] = {group: [] for group in queries}
+    result: dict[str, list[D]] = {group: [] for group in queries}
     live = {g: (m, w) for g, (m, w) in queries.items() if not w.empty() and w.limit > 0}
     if len(live) == 1:  # one parent (the common case of a lookup): a plain, cheaper find
         ((group, (match, window)),) = live.items()
@@ -258,13 +280,13 @@ async def find_ranges(
 
 
 async def find_by_keys(
-    coll: AsyncCollection[Doc],
+    coll: AsyncCollection[D],
     *,
     match: Mapping[str, Any],
     field: str,
     values: Sequence[str],
     projection: Mapping[str, Any] | None = None,
-) -> dict[str, Doc]:
+) -> dict[str, D]:
     """Documents whose unique ``field`` is one of ``values``: one equality branch per value, one
     command (per ``UNION_SIZES[-1]`` values).
 
@@ -283,7 +305,7 @@ async def find_by_keys(
     return {doc[field]: doc for doc in await _union(coll, branches, blank=blank, rows_per_branch=1)}
 
 
-def view(*fields: str) -> dict[str, int]:
+def projection(*fields: str) -> dict[str, int]:
     """A projection of the fields a reader needs (decoding less is measurably cheaper).
 
     ``_id`` stays in: excluding it inside ``$unionWith`` branches made the embedded engine
@@ -292,21 +314,90 @@ def view(*fields: str) -> dict[str, int]:
     return dict.fromkeys(fields, 1)
 
 
-async def count(coll: AsyncCollection[Doc], match: Mapping[str, Any]) -> int:
+async def count(coll: AsyncCollection[Any], match: Mapping[str, Any]) -> int:
     """Matching documents, by the ``count`` command (``count_documents`` is slow on the engine)."""
     reply = await coll.database.command("count", coll.name, query=dict(match))
     return int(reply["n"])
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup(Generic[D]):
+    """Reads of a collection's live documents by their unique ``field``, as ``D`` (with
+    ``projection``). The repositories build them (``users.LIVE_USERS``...)."""
+
+    collection: str
+    field: str
+    projection: Mapping[str, Any]
+
+    async def get(self, db: Database, *, project_id: str, values: Sequence[str]) -> dict[str, D]:
+        """The live documents of a project whose ``field`` is one of ``values``, by it."""
+        coll = cast("AsyncCollection[D]", db[self.collection])
+        return await find_by_keys(
+            coll,
+            match={"project_id": project_id, "deleted_ms": 0},
+            field=self.field,
+            values=values,
+            projection=self.projection,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[D]):
+    """A listing of a collection, read as ``D`` (with ``projection``): the documents matching
+    ``match`` (flat equalities) whose ``key_field`` lies in ``keys``; every page of it is a
+    window inside ``keys``. The repositories build them (``users.user_filter``...)."""
+
+    collection: str
+    match: Doc
+    keys: Window
+    key_field: str
+    projection: Mapping[str, Any]
+
+    async def rows(self, db: Database, window: Window) -> list[D]:
+        """One window of the listing (a window inside ``keys``), in the window's order."""
+        coll = cast("AsyncCollection[D]", db[self.collection])
+        return await find_window(
+            coll,
+            match=self.match,
+            key_field=self.key_field,
+            window=window,
+            projection=self.projection,
+        )
+
+    async def count(self, db: Database) -> int:
+        """The documents of the whole listing."""
+        return await count(db[self.collection], self.keys.match(self.match, self.key_field))
+
+
+def live_listing(
+    collection: str,
+    *,
+    project_id: str,
+    equal: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None,
+    created_after_ms: int | None,
+    created_before_ms: int | None,
+    projection: Mapping[str, Any],
+) -> Listing[Any]:
+    """The live documents of a project in a collection keyed by ``order_key`` (users, sessions)
+    whose fields equal ``equal``'s and top-level metadata keys ``metadata``'s, created strictly
+    after / before the given times."""
+    match: Doc = {"project_id": project_id, "deleted_ms": 0, **equal}
+    for key, value in (metadata or {}).items():
+        match[f"metadata.{key}"] = value
+    keys = created_range(created_after_ms, created_before_ms)
+    return Listing(collection, match, keys, ORDER_KEY, projection)
+
+
 async def insert_fresh(
-    coll: AsyncCollection[Doc],
-    doc: Doc,
+    coll: AsyncCollection[D],
+    doc: D,
     *,
     key: Mapping[str, Any],
     keep: frozenset[str] = frozenset(),
     what: str,
-    field: str,
-) -> Doc:
+    subject: Subject,
+) -> D:
     """Insert ``doc``; if a soft-deleted document holds its ``key``, start that one over as
     ``doc`` (keeping the ``keep`` fields); if a live one does, ALREADY_EXISTS."""
     try:
@@ -324,11 +415,19 @@ async def insert_fresh(
         )
         if reborn is not None:
             return reborn
-    raise AlreadyExists(f"{what} already exists", field=field)
+    raise AlreadyExists(f"{what} already exists", subject=subject)
+
+
+async def insert_missing(coll: AsyncCollection[D], doc: D, *, key: Mapping[str, Any]) -> D | None:
+    """``doc``, inserted (with its new ``_id``) when no document holds its ``key``; else None."""
+    result = await coll.update_one(dict(key), {"$setOnInsert": doc}, upsert=True)
+    if result.upserted_id is None:
+        return None
+    return cast("D", {**doc, "_id": result.upserted_id})
 
 
 async def patch_document(
-    coll: AsyncCollection[Doc],
+    coll: AsyncCollection[D],
     *,
     match: Mapping[str, Any],
     what: str,
@@ -336,7 +435,7 @@ async def patch_document(
     metadata_patch: MetadataPatch | None = None,
     revive: bool = False,
     now: int | None = None,
-) -> Doc:
+) -> D:
     """Set fields and merge metadata into the one document matching ``match``.
 
     Read, merge, write back guarded by ``version``, and retry on a version conflict, so concurrent

@@ -6,53 +6,50 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 
-from memvault.db.documents import (
-    Doc,
-    Window,
-    count,
-    find_by_keys,
-    find_window,
+from memvault.db.merge import merge_patch
+from memvault.db.queries import (
+    ORDER_KEY,
+    Listing,
+    Lookup,
     find_windows,
     insert_fresh,
+    insert_missing,
+    live_listing,
     new_token,
     now_ms,
     order_key,
     patch_document,
-    view,
+    projection,
 )
-from memvault.db.merge import merge_patch
+from memvault.db.records import SessionRead, read_fields, session_docs
 from memvault.db.users import get_user
-from memvault.errors import Conflict, NotFound
+from memvault.errors import Conflict, NotFound, Subject
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from pymongo.asynchronous.collection import AsyncCollection
-    from pymongo.asynchronous.database import AsyncDatabase
-
     from memvault.db.merge import MetadataPatch
+    from memvault.db.queries import Window
+    from memvault.db.records import Database, SessionDoc
 
 NO_USER = ""  # sessions without a user store "" (never null: null matching is unreliable)
 
 
-# What the API shows of a session; reads for GraphQL fetch only these fields.
-SESSION_VIEW = view(
-    "session_id", "user_id", "metadata", "order_key", "created_ms", "updated_ms", "memory_count"
-)
-
-
-def _sessions(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
-    return db["sessions"]
+# Reads for the API fetch only what it shows.
+SESSION_PROJECTION = projection(*read_fields(SessionRead))
+LIVE_SESSIONS: Lookup[SessionRead] = Lookup("sessions", "session_id", SESSION_PROJECTION)
+KEY_FIELD = ORDER_KEY
+"""What orders sessions in listings: windows of sessions are ranges of it."""
 
 
 def _fresh_session(
+    now: int,
     *,
     project_id: str,
     session_id: str,
     user_id: str | None,
     metadata: Mapping[str, Any] | None,
-    now: int,
-) -> Doc:
+) -> SessionDoc:
     return {
         "project_id": project_id,
         "session_id": session_id,
@@ -70,70 +67,62 @@ def _fresh_session(
     }
 
 
-async def require_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str | None) -> None:
+async def require_user(db: Database, *, project_id: str, user_id: str | None) -> None:
     """NOT_FOUND unless ``user_id`` is None or names a live user."""
     if user_id and await get_user(db, project_id=project_id, user_id=user_id) is None:
-        raise NotFound(f"user {user_id!r} not found", field="userId")
+        raise NotFound(f"user {user_id!r} not found", subject=Subject.USER_ID)
 
 
 async def get_sessions(
-    db: AsyncDatabase[Doc], *, project_id: str, session_ids: Sequence[str]
-) -> dict[str, Doc]:
+    db: Database, *, project_id: str, session_ids: Sequence[str]
+) -> Mapping[str, SessionRead]:
     """Live sessions by id, in one batch."""
-    return await find_by_keys(
-        _sessions(db),
-        match={"project_id": project_id, "deleted_ms": 0},
-        field="session_id",
-        values=session_ids,
-        projection=SESSION_VIEW,
-    )
+    return await LIVE_SESSIONS.get(db, project_id=project_id, values=session_ids)
 
 
 def session_filter(
-    *, project_id: str, user_id: str | None = None, metadata: Mapping[str, Any] | None = None
-) -> Doc:
-    """The flat filter for live sessions, optionally of one user, with metadata equalities."""
-    match: Doc = {"project_id": project_id, "deleted_ms": 0}
-    if user_id is not None:
-        match["user_id"] = user_id
-    for key, value in (metadata or {}).items():
-        match[f"metadata.{key}"] = value
-    return match
-
-
-async def list_sessions(
-    db: AsyncDatabase[Doc], *, match: Mapping[str, Any], window: Window
-) -> list[Doc]:
-    return await find_window(
-        _sessions(db), match=match, key_field="order_key", window=window, projection=SESSION_VIEW
+    *,
+    project_id: str,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    created_after_ms: int | None = None,
+    created_before_ms: int | None = None,
+) -> Listing[SessionRead]:
+    """Live sessions of a project, of one user if given, whose top-level metadata keys equal the
+    given, created strictly after / before the given times (``listing.rows(db, window)``,
+    ``listing.count(db)``)."""
+    return live_listing(
+        "sessions",
+        project_id=project_id,
+        equal={} if user_id is None else {"user_id": user_id},
+        metadata=metadata,
+        created_after_ms=created_after_ms,
+        created_before_ms=created_before_ms,
+        projection=SESSION_PROJECTION,
     )
 
 
 async def list_sessions_of_users(
-    db: AsyncDatabase[Doc], *, project_id: str, user_ids: Sequence[str], window: Window
-) -> dict[str, list[Doc]]:
+    db: Database, *, project_id: str, user_ids: Sequence[str], window: Window
+) -> Mapping[str, Sequence[SessionRead]]:
     """The same window of live sessions for each user (a DataLoader batch)."""
     return await find_windows(
-        _sessions(db),
+        session_docs(db),
         match={"project_id": project_id, "deleted_ms": 0},
-        group_field="user_id",
         groups=user_ids,
-        key_field="order_key",
+        group_field="user_id",
+        key_field=KEY_FIELD,
         window=window,
-        projection=SESSION_VIEW,
+        projection=SESSION_PROJECTION,
     )
 
 
-async def count_sessions(db: AsyncDatabase[Doc], *, match: Mapping[str, Any]) -> int:
-    return await count(_sessions(db), match)
-
-
 async def count_sessions_of_users(
-    db: AsyncDatabase[Doc], *, project_id: str, user_ids: Sequence[str]
+    db: Database, *, project_id: str, user_ids: Sequence[str]
 ) -> dict[str, int]:
     """Live sessions per user, in one ``$group`` command."""
     counts = {user_id: 0 for user_id in user_ids}
-    cursor = await _sessions(db).aggregate(
+    cursor = await db["sessions"].aggregate(
         [
             {
                 "$match": {
@@ -151,41 +140,37 @@ async def count_sessions_of_users(
 
 
 async def create_session(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     session_id: str,
     user_id: str | None,
     metadata: Mapping[str, Any] | None,
-) -> Doc:
+) -> SessionDoc:
     """Create a session; a soft-deleted id starts fresh but keeps its ``next_seq``."""
     await require_user(db, project_id=project_id, user_id=user_id)
     doc = _fresh_session(
-        project_id=project_id,
-        session_id=session_id,
-        user_id=user_id,
-        metadata=metadata,
-        now=now_ms(),
+        now_ms(), project_id=project_id, session_id=session_id, user_id=user_id, metadata=metadata
     )
     return await insert_fresh(
-        _sessions(db),
+        session_docs(db),
         doc,
         key={"project_id": project_id, "session_id": session_id},
         keep=frozenset({"next_seq", "deletions"}),  # seq keeps rising across incarnations
         what=f"session {session_id!r}",
-        field="sessionId",
+        subject=Subject.SESSION_ID,
     )
 
 
 async def ensure_session(
-    db: AsyncDatabase[Doc],
+    db: Database,
     *,
     project_id: str,
     session_id: str,
     user_id: str | None,
     metadata: MetadataPatch | None = None,
     merge: bool = False,
-) -> Doc:
+) -> SessionDoc:
     """Create the session, or revive it and attach ``user_id``; with ``merge``, merge metadata.
 
     A session may gain a user; moving it to another user is a CONFLICT.
@@ -193,14 +178,13 @@ async def ensure_session(
     await require_user(db, project_id=project_id, user_id=user_id)
     now = now_ms()
     doc = _fresh_session(
-        project_id=project_id, session_id=session_id, user_id=user_id, metadata=metadata, now=now
+        now, project_id=project_id, session_id=session_id, user_id=user_id, metadata=metadata
     )
-    result = await _sessions(db).update_one(
-        {"project_id": project_id, "session_id": session_id}, {"$setOnInsert": doc}, upsert=True
-    )
-    if result.upserted_id is not None:
-        return {**doc, "_id": result.upserted_id}
-    existing = await _sessions(db).find_one({"project_id": project_id, "session_id": session_id})
+    key = {"project_id": project_id, "session_id": session_id}
+    inserted = await insert_missing(session_docs(db), doc, key=key)
+    if inserted is not None:
+        return inserted
+    existing = await session_docs(db).find_one(key)
     if existing is None:  # purged in between: start again
         return await ensure_session(
             db,
@@ -213,7 +197,7 @@ async def ensure_session(
     if user_id and existing["user_id"] not in (NO_USER, user_id):
         raise Conflict(
             f"session {session_id!r} belongs to user {existing['user_id']!r}, not {user_id!r}",
-            field="userId",
+            subject=Subject.USER_ID,
         )
     if existing["deleted_ms"] and existing["user_id"] and not user_id:
         await _require_live_owner(db, existing)
@@ -221,8 +205,8 @@ async def ensure_session(
     if not (needs_user or existing["deleted_ms"] or (merge and metadata)):
         return existing
     return await patch_document(
-        _sessions(db),
-        match={"project_id": project_id, "session_id": session_id},
+        session_docs(db),
+        match=key,
         what=f"session {session_id!r}",
         set_fields={"user_id": user_id} if needs_user else None,
         metadata_patch=metadata if merge else None,
@@ -232,18 +216,18 @@ async def ensure_session(
 
 
 async def update_session(
-    db: AsyncDatabase[Doc], *, project_id: str, session_id: str, metadata: MetadataPatch | None
-) -> Doc:
+    db: Database, *, project_id: str, session_id: str, metadata: MetadataPatch | None
+) -> SessionDoc:
     """Merge metadata into a live session; NOT_FOUND when missing or deleted."""
     return await patch_document(
-        _sessions(db),
+        session_docs(db),
         match={"project_id": project_id, "session_id": session_id},
         what=f"session {session_id!r}",
         metadata_patch=metadata,
     )
 
 
-async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> None:
+async def delete_session(db: Database, *, project_id: str, session_id: str) -> None:
     """Soft-delete the session and its live memories, marked with one deletion token.
 
     The memories taken are those numbered up to the session's ``next_seq`` at the deletion: if the
@@ -251,7 +235,7 @@ async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id:
     belong to the revived session and stay live.
     """
     now, token = now_ms(), new_token()
-    deleted = await _sessions(db).find_one_and_update(
+    deleted = await session_docs(db).find_one_and_update(
         {"project_id": project_id, "session_id": session_id, "deleted_ms": 0},
         {
             "$set": {"deleted_ms": now, "deletion_id": token, "memory_count": 0},
@@ -259,7 +243,7 @@ async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id:
         },
     )
     if deleted is None:
-        raise NotFound(f"session {session_id!r} not found", field="sessionId")
+        raise NotFound(f"session {session_id!r} not found", subject=Subject.SESSION_ID)
     await db["memories"].update_many(
         {
             "project_id": project_id,
@@ -271,23 +255,23 @@ async def delete_session(db: AsyncDatabase[Doc], *, project_id: str, session_id:
     )
 
 
-async def _require_live_owner(db: AsyncDatabase[Doc], session: Doc) -> None:
+async def _require_live_owner(db: Database, session: SessionDoc) -> None:
     """CONFLICT when a deleted session is to come back while its user is deleted."""
     owner = await get_user(db, project_id=session["project_id"], user_id=session["user_id"])
     if owner is None:
         raise Conflict(
             f"session {session['session_id']!r} belongs to deleted user {session['user_id']!r}; "
             "restore or recreate the user first",
-            field="sessionId",
+            subject=Subject.SESSION_ID,
         )
 
 
-async def restore_session(db: AsyncDatabase[Doc], *, project_id: str, session_id: str) -> Doc:
+async def restore_session(db: Database, *, project_id: str, session_id: str) -> SessionDoc:
     """Undelete a session and exactly the memories its deletion took with it."""
-    sessions = _sessions(db)
+    sessions = session_docs(db)
     existing = await sessions.find_one({"project_id": project_id, "session_id": session_id})
     if existing is None:
-        raise NotFound(f"session {session_id!r} not found", field="sessionId")
+        raise NotFound(f"session {session_id!r} not found", subject=Subject.SESSION_ID)
     if not existing["deleted_ms"]:
         return existing
     if existing["user_id"]:

@@ -15,20 +15,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memvault.db import memories, sessions, users
-from memvault.db.documents import NO_KEY, UNION_SIZES, Window, find_by_keys
+from memvault.db.queries import NO_KEY, UNION_SIZES, Window, find_by_keys
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from pymongo.asynchronous.database import AsyncDatabase
-
-    from memvault.db.documents import Doc
+    from memvault.db.records import Database
 
 WARM_PROJECT = NO_KEY
 """The project of the warm-up's reads: ids refuse control characters, so none exists."""
 
 
-async def warm_up(db: AsyncDatabase[Doc], *, sizes: Sequence[int] = UNION_SIZES) -> int:
+async def warm_up(db: Database, *, sizes: Sequence[int] = UNION_SIZES) -> int:
     """Run every batched read shape of these union sizes once, and a session's recent window
     (they find nothing); return how many commands ran.
 

@@ -2,62 +2,64 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
-from memvault.db.documents import (
-    Doc,
-    Window,
-    count,
-    find_by_keys,
-    find_window,
-    insert_fresh,
-    new_token,
-    now_ms,
-    order_key,
-    patch_document,
-    view,
-)
+from memvault.db import queries
 from memvault.db.merge import merge_patch
-from memvault.errors import NotFound
+from memvault.db.records import UserRead, read_fields, user_docs
+from memvault.errors import NotFound, Subject
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    from pymongo.asynchronous.collection import AsyncCollection
-    from pymongo.asynchronous.database import AsyncDatabase
+    from typing import Unpack
 
     from memvault.db.merge import MetadataPatch
+    from memvault.db.records import Database, UserDoc
 
-USER_FIELDS = ("email", "first_name", "last_name")
 # Cascades touch sessions in batches of this many ids per command.
 CASCADE_BATCH = 500
 
 
-# What the API shows of a user; reads for GraphQL fetch only these fields.
-USER_VIEW = view(
-    "user_id", "email", "first_name", "last_name", "metadata", "order_key", "created_ms",
-    "updated_ms",
-)  # fmt: skip
+# Reads for the API fetch only what it shows.
+USER_PROJECTION = queries.projection(*read_fields(UserRead))
+LIVE_USERS: queries.Lookup[UserRead] = queries.Lookup("users", "user_id", USER_PROJECTION)
+KEY_FIELD = queries.ORDER_KEY
+"""What orders users in listings: windows of users are ranges of it."""
 
 
-def _users(db: AsyncDatabase[Doc]) -> AsyncCollection[Doc]:
-    return db["users"]
+M = TypeVar("M", bound="Mapping[str, Any]")
+
+
+class UserWrite(TypedDict, Generic[M]):
+    """The arguments of a user write: the user, the profile fields to set by stored name (None
+    clears), and metadata: a plain object for a new user, a merge patch for a stored one."""
+
+    project_id: str
+    user_id: str
+    fields: Mapping[str, Any]
+    metadata: M | None
+
+
+def _key(user: UserWrite[Any]) -> dict[str, str]:
+    return {"project_id": user["project_id"], "user_id": user["user_id"]}
 
 
 def _fresh_user(
+    now: int,
     *,
     project_id: str,
     user_id: str,
     fields: Mapping[str, Any],
     metadata: Mapping[str, Any] | None,
-    now: int,
-) -> Doc:
+) -> UserDoc:
     return {
         "project_id": project_id,
         "user_id": user_id,
-        **{name: fields.get(name) for name in USER_FIELDS},
+        "email": fields.get("email"),
+        "first_name": fields.get("first_name"),
+        "last_name": fields.get("last_name"),
         "metadata": merge_patch({}, dict(metadata or {})),
-        "order_key": order_key(now, user_id),
+        "order_key": queries.order_key(now, user_id),
         "created_ms": now,
         "updated_ms": now,
         "deleted_ms": 0,
@@ -66,124 +68,88 @@ def _fresh_user(
     }
 
 
-async def get_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str) -> Doc | None:
+async def get_users(
+    db: Database, *, project_id: str, user_ids: Sequence[str]
+) -> Mapping[str, UserRead]:
+    """Live users by id, in one batch."""
+    return await LIVE_USERS.get(db, project_id=project_id, values=user_ids)
+
+
+async def get_user(db: Database, *, project_id: str, user_id: str) -> UserDoc | None:
     """The live user, or None."""
-    return await _users(db).find_one(
+    return await user_docs(db).find_one(
         {"project_id": project_id, "user_id": user_id, "deleted_ms": 0}
     )
 
 
-async def get_users(
-    db: AsyncDatabase[Doc], *, project_id: str, user_ids: Sequence[str]
-) -> dict[str, Doc]:
-    """Live users by id, in one batch."""
-    return await find_by_keys(
-        _users(db),
-        match={"project_id": project_id, "deleted_ms": 0},
-        field="user_id",
-        values=user_ids,
-        projection=USER_VIEW,
-    )
-
-
-def user_filter(*, project_id: str, metadata: Mapping[str, Any] | None = None) -> Doc:
-    """The flat filter for live users of a project whose top-level metadata keys equal the given."""
-    match: Doc = {"project_id": project_id, "deleted_ms": 0}
-    for key, value in (metadata or {}).items():
-        match[f"metadata.{key}"] = value
-    return match
-
-
-async def list_users(
-    db: AsyncDatabase[Doc], *, match: Mapping[str, Any], window: Window
-) -> list[Doc]:
-    return await find_window(
-        _users(db), match=match, key_field="order_key", window=window, projection=USER_VIEW
-    )
-
-
-async def count_users(db: AsyncDatabase[Doc], *, match: Mapping[str, Any]) -> int:
-    return await count(_users(db), match)
-
-
-async def create_user(
-    db: AsyncDatabase[Doc],
+def user_filter(
     *,
     project_id: str,
-    user_id: str,
-    fields: Mapping[str, Any],
-    metadata: Mapping[str, Any] | None,
-) -> Doc:
+    metadata: Mapping[str, Any] | None = None,
+    created_after_ms: int | None = None,
+    created_before_ms: int | None = None,
+) -> queries.Listing[UserRead]:
+    """Live users of a project whose top-level metadata keys equal the given, created strictly
+    after / before the given times (``listing.rows(db, window)``, ``listing.count(db)``)."""
+    return queries.live_listing(
+        "users",
+        project_id=project_id,
+        equal={},
+        metadata=metadata,
+        created_after_ms=created_after_ms,
+        created_before_ms=created_before_ms,
+        projection=USER_PROJECTION,
+    )
+
+
+async def create_user(db: Database, **user: Unpack[UserWrite[Mapping[str, Any]]]) -> UserDoc:
     """Create a user; a soft-deleted id starts over fresh, a live one is ALREADY_EXISTS."""
-    now = now_ms()
-    doc = _fresh_user(
-        project_id=project_id, user_id=user_id, fields=fields, metadata=metadata, now=now
-    )
-    return await insert_fresh(
-        _users(db),
-        doc,
-        key={"project_id": project_id, "user_id": user_id},
-        what=f"user {user_id!r}",
-        field="userId",
+    return await queries.insert_fresh(
+        user_docs(db),
+        _fresh_user(queries.now_ms(), **user),
+        key=_key(user),
+        what=f"user {user['user_id']!r}",
+        subject=Subject.USER_ID,
     )
 
 
-async def upsert_user(
-    db: AsyncDatabase[Doc],
-    *,
-    project_id: str,
-    user_id: str,
-    fields: Mapping[str, Any],
-    metadata: MetadataPatch | None,
-) -> Doc:
+async def upsert_user(db: Database, **user: Unpack[UserWrite[MetadataPatch]]) -> UserDoc:
     """Create the user, or set the given fields and merge metadata (reviving a deleted user)."""
-    now = now_ms()
-    doc = _fresh_user(
-        project_id=project_id, user_id=user_id, fields=fields, metadata=metadata, now=now
-    )
-    result = await _users(db).update_one(
-        {"project_id": project_id, "user_id": user_id}, {"$setOnInsert": doc}, upsert=True
-    )
-    if result.upserted_id is not None:
-        return {**doc, "_id": result.upserted_id}
-    return await patch_document(
-        _users(db),
-        match={"project_id": project_id, "user_id": user_id},
-        what=f"user {user_id!r}",
-        set_fields=fields,
-        metadata_patch=metadata,
-        revive=True,
+    now = queries.now_ms()
+    inserted = await queries.insert_missing(user_docs(db), _fresh_user(now, **user), key=_key(user))
+    if inserted is not None:
+        return inserted
+    return await _patch_user(db, user, revive=True, now=now)
+
+
+async def update_user(db: Database, **user: Unpack[UserWrite[MetadataPatch]]) -> UserDoc:
+    """Set the given fields (None clears) and merge metadata; NOT_FOUND when missing or deleted."""
+    return await _patch_user(db, user)
+
+
+async def _patch_user(
+    db: Database, user: UserWrite[MetadataPatch], *, revive: bool = False, now: int | None = None
+) -> UserDoc:
+    return await queries.patch_document(
+        user_docs(db),
+        match=_key(user),
+        what=f"user {user['user_id']!r}",
+        set_fields=user["fields"],
+        metadata_patch=user["metadata"],
+        revive=revive,
         now=now,
     )
 
 
-async def update_user(
-    db: AsyncDatabase[Doc],
-    *,
-    project_id: str,
-    user_id: str,
-    fields: Mapping[str, Any],
-    metadata: MetadataPatch | None,
-) -> Doc:
-    """Set the given fields (None clears) and merge metadata; NOT_FOUND when missing or deleted."""
-    return await patch_document(
-        _users(db),
-        match={"project_id": project_id, "user_id": user_id},
-        what=f"user {user_id!r}",
-        set_fields=fields,
-        metadata_patch=metadata,
-    )
-
-
-async def delete_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str) -> None:
+async def delete_user(db: Database, *, project_id: str, user_id: str) -> None:
     """Soft-delete the user, their live sessions and those sessions' live memories."""
-    now, token = now_ms(), new_token()
-    deleted = await _users(db).find_one_and_update(
+    now, token = queries.now_ms(), queries.new_token()
+    deleted = await user_docs(db).find_one_and_update(
         {"project_id": project_id, "user_id": user_id, "deleted_ms": 0},
         {"$set": {"deleted_ms": now, "deletion_id": token}},
     )
     if deleted is None:
-        raise NotFound(f"user {user_id!r} not found", field="userId")
+        raise NotFound(f"user {user_id!r} not found", subject=Subject.USER_ID)
     sessions = db["sessions"]
     await sessions.update_many(
         {"project_id": project_id, "user_id": user_id, "deleted_ms": 0},
@@ -208,14 +174,14 @@ async def delete_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str) 
         )
 
 
-async def forget_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str) -> dict[str, int]:
+async def forget_user(db: Database, *, project_id: str, user_id: str) -> dict[str, int]:
     """Hard-delete the user, all their sessions and memories, live or soft-deleted."""
-    found = await _users(db).find_one({"project_id": project_id, "user_id": user_id}, {"_id": 1})
+    found = await user_docs(db).find_one({"project_id": project_id, "user_id": user_id}, {"_id": 1})
     sessions = db["sessions"]
     cursor = sessions.find({"project_id": project_id, "user_id": user_id}, {"session_id": 1})
     session_ids = [doc["session_id"] async for doc in cursor]
     if found is None and not session_ids:
-        raise NotFound(f"user {user_id!r} not found", field="userId")
+        raise NotFound(f"user {user_id!r} not found", subject=Subject.USER_ID)
     erased = {"memories": 0, "sessions": 0, "users": 0}
     for start in range(0, len(session_ids), CASCADE_BATCH):
         result = await db["memories"].delete_many(
@@ -227,6 +193,6 @@ async def forget_user(db: AsyncDatabase[Doc], *, project_id: str, user_id: str) 
         erased["memories"] += result.deleted_count
     result = await sessions.delete_many({"project_id": project_id, "user_id": user_id})
     erased["sessions"] = result.deleted_count
-    result = await _users(db).delete_many({"project_id": project_id, "user_id": user_id})
+    result = await user_docs(db).delete_many({"project_id": project_id, "user_id": user_id})
     erased["users"] = result.deleted_count
     return erased
