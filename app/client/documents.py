@@ -1,8 +1,8 @@
 """Every GraphQL document the client sends, in one place.
 
-``tests/test_client_documents.py`` validates each against ``schema.graphql``. Documents are named
-operations (the server logs and errors name them) built from three fragments, so every call reads
-the same fields of a session, a user or a message.
+``tests/client/test_client_documents.py`` validates each against ``schema.graphql``. Documents
+are named operations (the server logs and errors name them) built from three fragments, so every
+call reads the same fields of a session, a user or a message.
 """
 
 from __future__ import annotations
@@ -25,59 +25,55 @@ fragment MessageFields on Memory {
 }
 """
 
-PAGE_INFO_FORWARD = "pageInfo { hasNextPage endCursor }"
-
-# Sessions
-
-CREATE_SESSION = (
-    """
-mutation CreateSession($input: CreateSessionInput!) {
-  createSession(input: $input) { ...SessionFields }
+# Sessions and users are created, read, changed, deleted and listed by documents of one shape,
+# written here once for an "Item" and made for each by ``_documents_of``.
+ITEM_DOCUMENTS = {
+    "CreateItem": """
+mutation CreateItem($input: CreateItemInput!) {
+  createItem(input: $input) { ...ItemFields }
 }
-"""
-    + SESSION_FIELDS
-)
-
-GET_SESSION = (
-    """
-query GetSession($sessionId: String!) {
-  session(sessionId: $sessionId) { ...SessionFields }
+""",
+    "GetItem": """
+query GetItem($itemId: String!) {
+  item(itemId: $itemId) { ...ItemFields }
 }
-"""
-    + SESSION_FIELDS
-)
-
-UPDATE_SESSION = (
-    """
-mutation UpdateSession($input: UpdateSessionInput!) {
-  updateSession(input: $input) { ...SessionFields }
+""",
+    "UpdateItem": """
+mutation UpdateItem($input: UpdateItemInput!) {
+  updateItem(input: $input) { ...ItemFields }
 }
-"""
-    + SESSION_FIELDS
-)
-
-DELETE_SESSION = """
-mutation DeleteSession($sessionId: String!) {
-  deleteSession(sessionId: $sessionId) { deleted }
+""",
+    "DeleteItem": """
+mutation DeleteItem($itemId: String!) {
+  deleteItem(itemId: $itemId) { deleted }
 }
-"""
+""",
+    "ListItems": """
+query ListItems($first: Int!, $after: String) {
+  items(first: $first, after: $after) {
+    edges { cursor node { ...ItemFields } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""",
+}
 
-LIST_SESSIONS = (
-    f"""
-query ListSessions($first: Int!, $after: String) {{
-  sessions(first: $first, after: $after) {{
-    edges {{ cursor node {{ ...SessionFields }} }}
-    {PAGE_INFO_FORWARD}
-  }}
-}}
-"""
-    + SESSION_FIELDS
-)
+
+def _documents_of(type_name: str, fragment: str) -> dict[str, str]:
+    """``ITEM_DOCUMENTS`` for ``type_name`` (Session or User), with its fields' ``fragment``."""
+
+    def made(text: str) -> str:
+        return text.replace("Item", type_name).replace("item", type_name.lower())
+
+    return {
+        made(name): made(text) + (fragment if "...ItemFields" in text else "")
+        for name, text in ITEM_DOCUMENTS.items()
+    }
+
 
 # Messages (memvault's memories)
 
-ADD_MEMORIES = (
-    """
+ADD_MEMORIES = """
 mutation AddMemories($input: AddMemoriesInput!) {
   addMemories(input: $input) {
     session { sessionId }
@@ -85,11 +81,8 @@ mutation AddMemories($input: AddMemoriesInput!) {
   }
 }
 """
-    + MESSAGE_FIELDS
-)
 
-LAST_MEMORIES = (
-    """
+LAST_MEMORIES = """
 query LastMemories($sessionId: String!, $last: Int!, $before: String) {
   session(sessionId: $sessionId) {
     memories(last: $last, before: $before) {
@@ -99,8 +92,6 @@ query LastMemories($sessionId: String!, $last: Int!, $before: String) {
   }
 }
 """
-    + MESSAGE_FIELDS
-)
 
 MEMORY_SESSION = """
 query MemorySession($uuid: String!) {
@@ -108,91 +99,30 @@ query MemorySession($uuid: String!) {
 }
 """
 
-UPDATE_MEMORY = (
-    """
+UPDATE_MEMORY = """
 mutation UpdateMemory($input: UpdateMemoryInput!) {
   updateMemory(input: $input) { ...MessageFields }
 }
 """
-    + MESSAGE_FIELDS
-)
 
-# Users
-
-CREATE_USER = (
-    """
-mutation CreateUser($input: CreateUserInput!) {
-  createUser(input: $input) { ...UserFields }
+USER_SESSIONS = """
+query UserSessions($userId: String!, $first: Int!, $after: String) {
+  user(userId: $userId) {
+    sessions(first: $first, after: $after) {
+      edges { cursor node { ...SessionFields } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
 }
 """
-    + USER_FIELDS
-)
-
-GET_USER = (
-    """
-query GetUser($userId: String!) {
-  user(userId: $userId) { ...UserFields }
-}
-"""
-    + USER_FIELDS
-)
-
-UPDATE_USER = (
-    """
-mutation UpdateUser($input: UpdateUserInput!) {
-  updateUser(input: $input) { ...UserFields }
-}
-"""
-    + USER_FIELDS
-)
-
-DELETE_USER = """
-mutation DeleteUser($userId: String!) {
-  deleteUser(userId: $userId) { deleted }
-}
-"""
-
-LIST_USERS = (
-    f"""
-query ListUsers($first: Int!, $after: String) {{
-  users(first: $first, after: $after) {{
-    edges {{ cursor node {{ ...UserFields }} }}
-    {PAGE_INFO_FORWARD}
-  }}
-}}
-"""
-    + USER_FIELDS
-)
-
-USER_SESSIONS = (
-    f"""
-query UserSessions($userId: String!, $first: Int!, $after: String) {{
-  user(userId: $userId) {{
-    sessions(first: $first, after: $after) {{
-      edges {{ cursor node {{ ...SessionFields }} }}
-      {PAGE_INFO_FORWARD}
-    }}
-  }}
-}}
-"""
-    + SESSION_FIELDS
-)
 
 OPERATIONS: dict[str, str] = {
-    "CreateSession": CREATE_SESSION,
-    "GetSession": GET_SESSION,
-    "UpdateSession": UPDATE_SESSION,
-    "DeleteSession": DELETE_SESSION,
-    "ListSessions": LIST_SESSIONS,
-    "AddMemories": ADD_MEMORIES,
-    "LastMemories": LAST_MEMORIES,
+    **_documents_of("Session", SESSION_FIELDS),
+    "AddMemories": ADD_MEMORIES + MESSAGE_FIELDS,
+    "LastMemories": LAST_MEMORIES + MESSAGE_FIELDS,
     "MemorySession": MEMORY_SESSION,
-    "UpdateMemory": UPDATE_MEMORY,
-    "CreateUser": CREATE_USER,
-    "GetUser": GET_USER,
-    "UpdateUser": UPDATE_USER,
-    "DeleteUser": DELETE_USER,
-    "ListUsers": LIST_USERS,
-    "UserSessions": USER_SESSIONS,
+    "UpdateMemory": UPDATE_MEMORY + MESSAGE_FIELDS,
+    **_documents_of("User", USER_FIELDS),
+    "UserSessions": USER_SESSIONS + SESSION_FIELDS,
 }
 """Every document by its operation name: the client sends only these."""

@@ -1,28 +1,21 @@
-"""``client.memory``: sessions and their messages, with Zep's method names.
-
-The sync and async classes are thin: each method hands an operation of ``operations.py`` to the
-client's transport.
-"""
+"""``client.memory``: sessions and their messages, with Zep's method names (the classes are
+thin ``transport.Shell``s)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from memvault.client import operations as ops
+from memvault.client.transport import AsyncTransport, Shell, SyncTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 
     from memvault.client.models import Memory, Message, Session, SessionPage
-    from memvault.client.transport import AsyncTransport, SyncTransport
 
 
-class MemoryClient:
+class MemoryClient(Shell[SyncTransport]):
     """Sessions and messages (sync)."""
-
-    def __init__(self, transport: SyncTransport, *, page_size: int) -> None:
-        self._transport = transport
-        self._page_size = page_size
 
     def add_session(
         self,
@@ -111,13 +104,9 @@ class MemoryClient:
         )
 
 
-class AsyncMemoryClient:
+class AsyncMemoryClient(Shell[AsyncTransport]):
     """Sessions and messages (async): ``MemoryClient``'s methods, awaitable, with the
     ``a``-prefixed names of Zep's older SDK as aliases."""
-
-    def __init__(self, transport: AsyncTransport, *, page_size: int) -> None:
-        self._transport = transport
-        self._page_size = page_size
 
     async def add_session(
         self,

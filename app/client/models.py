@@ -27,12 +27,14 @@ _ROLE_ALIASES: dict[str, RoleType] = {"human": "user", "ai": "assistant", "bot":
 T = TypeVar("T")
 
 
-def _as_dict(obj: DataclassInstance) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
+class _Model:
+    def to_dict(self: DataclassInstance) -> dict[str, Any]:
+        """The fields as a dict (nested models too)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(kw_only=True)
-class Message:
+class Message(_Model):
     """One chat message (a memvault *memory*).
 
     ``role_type`` is one of ``ROLE_TYPES`` (any case). When it is omitted it is read from
@@ -54,9 +56,6 @@ class Message:
     def __post_init__(self) -> None:
         self.role_type = normalize_role_type(self.role_type, self.role)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _as_dict(self)
-
 
 def normalize_role_type(role_type: str | None, role: str | None = None) -> RoleType:
     """``role_type`` in Zep's lower-case spelling; ValueError for one that is not a role type."""
@@ -77,17 +76,14 @@ def _known_role_type(value: str) -> RoleType | None:
 
 
 @dataclass(kw_only=True)
-class Memory:
+class Memory(_Model):
     """A session's messages, oldest first (what Zep's ``memory.get`` returns)."""
 
     messages: list[Message] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _as_dict(self)
-
 
 @dataclass(kw_only=True)
-class Session:
+class Session(_Model):
     """A conversation. ``id`` is memvault's global id (for GraphQL's ``node``)."""
 
     session_id: str
@@ -98,48 +94,41 @@ class Session:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _as_dict(self)
-
 
 @dataclass(kw_only=True)
-class User:
-    """A user. ``id`` is memvault's global id (for GraphQL's ``node``)."""
+class _Profile:
+    """A user's id and profile: the first fields of a user and of the user requests."""
 
     user_id: str
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+
+
+@dataclass(kw_only=True)
+class User(_Profile, _Model):
+    """A user. ``id`` is memvault's global id (for GraphQL's ``node``)."""
+
     metadata: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _as_dict(self)
+
+@dataclass(kw_only=True)
+class _UserRequest(_Profile):
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(kw_only=True)
-class CreateUserRequest:
+class CreateUserRequest(_UserRequest):
     """A new user."""
 
-    user_id: str
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    metadata: dict[str, Any] | None = None
-
 
 @dataclass(kw_only=True)
-class UpdateUserRequest:
+class UpdateUserRequest(_UserRequest):
     """Changes to a user: a field left ``None`` is unchanged; ``metadata`` is merged (JSON Merge
     Patch: a key set to ``None`` is removed)."""
-
-    user_id: str
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    metadata: dict[str, Any] | None = None
 
 
 @dataclass

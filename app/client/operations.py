@@ -9,10 +9,12 @@ read as straight-line code.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import uuid as uuid_module
 from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memvault.client.errors import NotFoundError
 from memvault.client.models import (
@@ -28,7 +30,11 @@ from memvault.client.models import (
 )
 from memvault.client.protocol import Call
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+M = TypeVar("M", Session, User, Message)
 Op = Generator[Call, dict[str, Any], T]
 """An operation: yields calls, is sent each call's data, returns its result."""
 
@@ -148,43 +154,48 @@ def _iso(value: datetime) -> str:
     return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def session_from(node: Data) -> Session:
-    return Session(
-        session_id=node["sessionId"],
-        user_id=node.get("userId"),
-        metadata=node.get("metadata") or {},
-        id=node.get("id"),
-        memory_count=node.get("memoryCount"),
-        created_at=_datetime(node.get("createdAt")),
-        updated_at=_datetime(node.get("updatedAt")),
+def _keys(model: type[DataclassInstance]) -> tuple[tuple[str, str, bool], ...]:
+    """Each field of ``model``: its name, its key in the server's answer, whether required."""
+    return tuple(
+        (f.name, re.sub(r"_([a-z])", lambda m: m[1].upper(), f.name), _required(f))
+        for f in dataclasses.fields(model)
     )
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+_KEYS = {model: _keys(model) for model in (Session, User, Message)}
+
+
+def _from_node(model: type[M], node: Data, **given: Any) -> M:
+    """A model from an object of the server's answer: each field from its camelCase key (a
+    required one must be there), times parsed, null metadata as {}; ``given`` fields as given."""
+    values = dict(given)
+    for name, key, required in _KEYS[model]:
+        if name in values:
+            continue
+        value = node[key] if required else node.get(key)
+        if name in ("created_at", "updated_at"):
+            value = _datetime(value)
+        elif name == "metadata":
+            value = value or {}
+        values[name] = value
+    return model(**values)
+
+
+def session_from(node: Data) -> Session:
+    return _from_node(Session, node)
 
 
 def user_from(node: Data) -> User:
-    return User(
-        user_id=node["userId"],
-        email=node.get("email"),
-        first_name=node.get("firstName"),
-        last_name=node.get("lastName"),
-        metadata=node.get("metadata") or {},
-        id=node.get("id"),
-        created_at=_datetime(node.get("createdAt")),
-        updated_at=_datetime(node.get("updatedAt")),
-    )
+    return _from_node(User, node)
 
 
 def message_from(node: Data) -> Message:
-    return Message(
-        uuid=node["uuid"],
-        seq=node.get("seq"),
-        role=node.get("role"),
-        role_type=normalize_role_type(node.get("roleType") or "norole"),
-        content=node["content"],
-        metadata=node.get("metadata") or {},
-        token_count=node.get("tokenCount"),
-        created_at=_datetime(node.get("createdAt")),
-        updated_at=_datetime(node.get("updatedAt")),
-    )
+    role_type = normalize_role_type(node.get("roleType") or "norole")
+    return _from_node(Message, node, uuid=node["uuid"], role_type=role_type)
 
 
 def message_input(message: Message) -> Data:
@@ -251,6 +262,46 @@ def _pages(
     return items, (end if more else None), end
 
 
+P = TypeVar("P", SessionPage, UserPage)
+
+
+def _listing(
+    operation: str,
+    field: str,
+    convert: Callable[[Data], T],
+    page: Callable[[list[T], str | None, str | None], P],
+    limit: int | None,
+    cursor: str | None,
+    size: int,
+) -> Op[P]:
+    """A page of a top-level listing (``users`` or ``sessions``)."""
+    items, next_cursor, end = yield from _pages(
+        operation,
+        {},
+        connection=lambda data: data[field],
+        convert=convert,
+        limit=limit_arg(limit) or DEFAULT_LIMIT,
+        cursor=cursor,
+        page_size=size,
+    )
+    return page(items, next_cursor, end)
+
+
+def _get(operation: str, kind: str, key: str, convert: Callable[[Data], T]) -> Op[T]:
+    """A live user or session (``kind``) by id; NotFoundError when there is none."""
+    require_id(key, f"{kind}_id")
+    data = yield Call(operation, {f"{kind}Id": key}, idempotent=True)
+    if data[kind] is None:
+        raise _not_found(kind, key, f"{kind}Id")
+    return convert(data[kind])
+
+
+def _delete(operation: str, kind: str, key: str) -> Op[None]:
+    """Soft-delete a user or session (``kind``) by id."""
+    require_id(key, f"{kind}_id")
+    yield Call(operation, {f"{kind}Id": key}, idempotent=False)
+
+
 # Sessions
 
 
@@ -265,11 +316,7 @@ def create_session(session: Session) -> Op[Session]:
 
 
 def get_session(session_id: str) -> Op[Session]:
-    require_id(session_id, "session_id")
-    data = yield Call("GetSession", {"sessionId": session_id}, idempotent=True)
-    if data["session"] is None:
-        raise _not_found("session", session_id, "sessionId")
-    return session_from(data["session"])
+    return _get("GetSession", "session", session_id, session_from)
 
 
 def update_session(session_id: str, metadata: Data) -> Op[Session]:
@@ -280,21 +327,11 @@ def update_session(session_id: str, metadata: Data) -> Op[Session]:
 
 
 def delete_session(session_id: str) -> Op[None]:
-    require_id(session_id, "session_id")
-    yield Call("DeleteSession", {"sessionId": session_id}, idempotent=False)
+    return _delete("DeleteSession", "session", session_id)
 
 
 def list_sessions(limit: int | None, cursor: str | None, page_size: int) -> Op[SessionPage]:
-    items, next_cursor, end = yield from _pages(
-        "ListSessions",
-        {},
-        connection=lambda data: data["sessions"],
-        convert=session_from,
-        limit=limit_arg(limit) or DEFAULT_LIMIT,
-        cursor=cursor,
-        page_size=page_size,
-    )
-    return SessionPage(items, next_cursor, end)
+    return _listing("ListSessions", "sessions", session_from, SessionPage, limit, cursor, page_size)
 
 
 # Messages
@@ -370,11 +407,7 @@ def create_user(request: CreateUserRequest) -> Op[User]:
 
 
 def get_user(user_id: str) -> Op[User]:
-    require_id(user_id, "user_id")
-    data = yield Call("GetUser", {"userId": user_id}, idempotent=True)
-    if data["user"] is None:
-        raise _not_found("user", user_id, "userId")
-    return user_from(data["user"])
+    return _get("GetUser", "user", user_id, user_from)
 
 
 def update_user(request: UpdateUserRequest) -> Op[User]:
@@ -383,21 +416,11 @@ def update_user(request: UpdateUserRequest) -> Op[User]:
 
 
 def delete_user(user_id: str) -> Op[None]:
-    require_id(user_id, "user_id")
-    yield Call("DeleteUser", {"userId": user_id}, idempotent=False)
+    return _delete("DeleteUser", "user", user_id)
 
 
 def list_users(limit: int | None, cursor: str | None, page_size: int) -> Op[UserPage]:
-    items, next_cursor, end = yield from _pages(
-        "ListUsers",
-        {},
-        connection=lambda data: data["users"],
-        convert=user_from,
-        limit=limit_arg(limit) or DEFAULT_LIMIT,
-        cursor=cursor,
-        page_size=page_size,
-    )
-    return UserPage(items, next_cursor, end)
+    return _listing("ListUsers", "users", user_from, UserPage, limit, cursor, page_size)
 
 
 def user_sessions(user_id: str, page_size: int) -> Op[list[Session]]:

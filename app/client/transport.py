@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
@@ -155,3 +155,18 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+TransportT = TypeVar("TransportT", SyncTransport, AsyncTransport)
+
+
+class Shell(Generic[TransportT]):
+    """The base of ``client.memory`` and ``client.user``, sync and async. They are thin: each
+    method hands an operation of ``operations.py`` to the client's transport."""
+
+    _transport: TransportT
+    _page_size: int
+
+    def __init__(self, transport: TransportT, *, page_size: int) -> None:
+        self._transport = transport
+        self._page_size = page_size

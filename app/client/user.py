@@ -1,8 +1,4 @@
-"""``client.user``: users, with Zep's method names.
-
-The sync and async classes are thin: each method hands an operation of ``operations.py`` to the
-client's transport.
-"""
+"""``client.user``: users, with Zep's method names (the classes are thin ``transport.Shell``s)."""
 
 from __future__ import annotations
 
@@ -10,21 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from memvault.client import operations as ops
 from memvault.client.models import CreateUserRequest, UpdateUserRequest
+from memvault.client.transport import AsyncTransport, Shell, SyncTransport
 
 if TYPE_CHECKING:
     import builtins
     from collections.abc import AsyncIterator, Iterator, Mapping
 
     from memvault.client.models import Session, User, UserPage
-    from memvault.client.transport import AsyncTransport, SyncTransport
 
 
-class UserClient:
+class UserClient(Shell[SyncTransport]):
     """Users (sync)."""
-
-    def __init__(self, transport: SyncTransport, *, page_size: int) -> None:
-        self._transport = transport
-        self._page_size = page_size
 
     def add(
         self,
@@ -99,12 +91,8 @@ class UserClient:
         )
 
 
-class AsyncUserClient:
+class AsyncUserClient(Shell[AsyncTransport]):
     """Users (async): ``UserClient``'s methods, awaitable, with ``a``-prefixed aliases."""
-
-    def __init__(self, transport: AsyncTransport, *, page_size: int) -> None:
-        self._transport = transport
-        self._page_size = page_size
 
     async def add(
         self,

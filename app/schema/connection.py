@@ -9,23 +9,32 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
 
 import strawberry
 
-from memvault.db.documents import Doc, Key, Window, key_after
+from memvault.db import memories, sessions, users
+from memvault.db.queries import Key, Window, key_after
 from memvault.errors import BadUserInput
 
 if TYPE_CHECKING:
     from memvault.config import Settings
 
 NodeT = TypeVar("NodeT")
+RowT = TypeVar("RowT", bound=Mapping[str, Any])
 
 CURSOR_PREFIX = "mv1"
-# Connections keyed by a number (a memory's seq); the others are keyed by a string (order_key).
+# Connections keyed by a number (a memory's place in its session); the others by a string.
 NUMERIC_KINDS = frozenset({"memories"})
+KEY_FIELDS = {
+    "users": users.KEY_FIELD,
+    "sessions": sessions.KEY_FIELD,
+    "memories": memories.KEY_FIELD,
+}
+"""The stored field each kind of connection is ordered and keyed by (its cursors hold it)."""
 
 
 def encode_cursor(kind: str, key: Key) -> str:
@@ -130,35 +139,38 @@ def plan_page(args: PageArgs, *, kind: str, base: Window, default_size: int) -> 
     return Plan(page, size, backward, before_window, after_window)
 
 
-Fetch = Callable[[Window], Awaitable[list[Doc]]]
+def page_plan(settings: Settings, page: PageArgs, *, kind: str, base: Window | None = None) -> Plan:
+    """The keyset windows of a page of ``kind`` inside ``base`` (the filter's key range), for
+    arguments checked first."""
+    return plan_page(
+        page.check(settings),
+        kind=kind,
+        base=Window() if base is None else base,
+        default_size=settings.default_page_size,
+    )
 
 
-class PageSource:
+Fetch = Callable[[Window], Awaitable[Sequence[RowT]]]
+Count = int | Callable[[], Awaitable[int]]
+"""A connection's ``totalCount``, or how to read it."""
+
+
+@dataclass(eq=False, slots=True)
+class PageSource(Generic[RowT]):
     """Fetches a connection's rows and flags on first use, once each."""
 
-    def __init__(
-        self,
-        plan: Plan,
-        *,
-        kind: str,
-        key_field: str,
-        fetch: Fetch,
-        to_node: Callable[[Doc], Any],
-        count: Callable[[], Awaitable[int]],
-    ) -> None:
-        self.plan = plan
-        self.kind = kind
-        self.key_field = key_field
-        self._fetch = fetch
-        self.to_node = to_node
-        self._count = count
-        self._rows: list[Doc] | None = None
-        self._more = False
+    plan: Plan
+    kind: str
+    fetch: Fetch[RowT]
+    count: Count
+    to_node: Callable[[RowT], Any]
+    _rows: Sequence[RowT] | None = field(default=None, init=False)
+    _more: bool = field(default=False, init=False)
 
-    async def rows(self) -> list[Doc]:
+    async def rows(self) -> Sequence[RowT]:
         if self._rows is None:
             # (also for a page of size 0: its one extra row says whether anything is beyond it)
-            fetched = await self._fetch(self.plan.window)
+            fetched = await self.fetch(self.plan.window)
             self._more = len(fetched) > self.plan.size
             rows = fetched[: self.plan.size]
             self._rows = rows[::-1] if self.plan.backward else rows
@@ -167,11 +179,11 @@ class PageSource:
     async def nodes(self) -> list[Any]:
         return [self.to_node(doc) for doc in await self.rows()]
 
-    def cursor(self, doc: Doc) -> str:
-        return encode_cursor(self.kind, doc[self.key_field])
+    def cursor(self, doc: RowT) -> str:
+        return encode_cursor(self.kind, doc[KEY_FIELDS[self.kind]])
 
     async def _exists(self, window: Window | None) -> bool:
-        return window is not None and bool(await self._fetch(window))
+        return window is not None and bool(await self.fetch(window))
 
     async def has_next_page(self) -> bool:
         if self.plan.backward:
@@ -186,12 +198,12 @@ class PageSource:
         return await self._exists(self.plan.before_window)
 
     async def total_count(self) -> int:
-        return await self._count()
+        return self.count if isinstance(self.count, int) else await self.count()
 
 
 @strawberry.type(description="Where a page sits in its connection.")
 class PageInfo:
-    source: strawberry.Private[PageSource]
+    source: strawberry.Private[PageSource[Any]]
 
     @strawberry.field
     async def has_next_page(self) -> bool:
@@ -220,7 +232,7 @@ class Edge(Generic[NodeT]):
 
 @strawberry.type
 class Connection(Generic[NodeT]):
-    source: strawberry.Private[PageSource]
+    source: strawberry.Private[PageSource[Any]]
 
     @strawberry.field
     async def edges(self) -> list[Edge[NodeT]]:
@@ -238,3 +250,56 @@ class Connection(Generic[NodeT]):
     @strawberry.field(description="Items in the whole connection (all pages), live only.")
     async def total_count(self) -> int:
         return await self.source.total_count()
+
+
+def connection(
+    settings: Settings,
+    page: PageArgs,
+    *,
+    kind: str,
+    fetch: Fetch[RowT],
+    count: Count,
+    to_node: Callable[[RowT], NodeT],
+    base: Window | None = None,
+) -> Connection[NodeT]:
+    """The ``page`` of a connection of ``kind``: ``fetch`` reads the rows of a keyset window
+    (inside ``base``), ``to_node`` makes each a node, ``count`` answers ``totalCount``."""
+    plan = page_plan(settings, page, kind=kind, base=base)
+    return Connection(source=PageSource(plan, kind, fetch, count, to_node))
+
+
+RELAY_ARGUMENTS = tuple(
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=type_)
+    for name, type_ in get_type_hints(PageArgs).items()
+)
+"""The arguments of every connection field: :class:`PageArgs`'s, in its order."""
+
+
+def connection_field(description: str) -> Callable[[Callable[..., Connection[Any]]], Any]:
+    """A connection field from a resolver that takes the Relay arguments as ``page:
+    PageArgs``: the schema shows ``first``, ``after``, ``last``, ``before`` in its place."""
+
+    def make(resolver: Callable[..., Connection[Any]]) -> Any:
+        signature = inspect.signature(resolver)
+        parameters = [
+            shown
+            for parameter in signature.parameters.values()
+            for shown in (RELAY_ARGUMENTS if parameter.name == "page" else (parameter,))
+        ]
+
+        @functools.wraps(resolver)
+        def resolve(
+            *args: Any,
+            first: int | None = None,
+            after: str | None = None,
+            last: int | None = None,
+            before: str | None = None,
+            **kwargs: Any,
+        ) -> Connection[Any]:
+            return resolver(*args, page=PageArgs(first, after, last, before), **kwargs)
+
+        # Strawberry reads a resolver's arguments from its signature (inspect.signature)
+        resolve.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return strawberry.field(resolver=resolve, description=description)
+
+    return make

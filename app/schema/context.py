@@ -9,14 +9,13 @@ import strawberry
 
 if TYPE_CHECKING:
     from graphql import FieldNode
-    from pymongo.asynchronous.database import AsyncDatabase
     from starlette.requests import Request
     from starlette.websockets import WebSocket
 
     from memvault.config import Settings
-    from memvault.db.documents import Doc
+    from memvault.db.memories import Fields
+    from memvault.db.records import Database
     from memvault.schema.loaders import DataLoaders
-    from memvault.schema.lookahead import Fields
     from memvault.security import Principal
 
 
@@ -25,7 +24,7 @@ class Context:
     """Everything a resolver may use; made fresh for every request."""
 
     request: Request | WebSocket
-    db: AsyncDatabase[Doc]
+    db: Database
     settings: Settings
     principal: Principal
     request_id: str

@@ -1,4 +1,8 @@
-"""Input types. Optional fields default to UNSET, so "omitted" and "null" differ."""
+"""Input types. Optional fields default to UNSET, so "omitted" and "null" differ.
+
+``UserInput``, ``SessionKeyInput`` and ``SessionInput`` are bases: no field takes them, so they
+are not in the schema; their fields come first in each input made from them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,13 @@ from memvault.schema.types import JSON, RoleType
 
 UNSET = strawberry.UNSET
 
+# Users
+
 
 @strawberry.input
-class CreateUserInput:
+class UserInput:
+    """A user's id and profile: what createUser, upsertUser and updateUser take."""
+
     user_id: str
     email: str | None = UNSET
     first_name: str | None = UNSET
@@ -21,41 +29,47 @@ class CreateUserInput:
 
 
 @strawberry.input
-class UpsertUserInput:
-    user_id: str
-    email: str | None = UNSET
-    first_name: str | None = UNSET
-    last_name: str | None = UNSET
-    metadata: JSON | None = UNSET
+class CreateUserInput(UserInput): ...
 
 
 @strawberry.input
-class UpdateUserInput:
-    user_id: str
-    email: str | None = UNSET
-    first_name: str | None = UNSET
-    last_name: str | None = UNSET
-    metadata: JSON | None = UNSET
+class UpdateUserInput(UserInput): ...
 
 
 @strawberry.input
-class CreateSessionInput:
+class UpsertUserInput(UserInput): ...
+
+
+# Sessions
+
+
+@strawberry.input
+class SessionKeyInput:
     session_id: str
+
+
+@strawberry.input
+class SessionInput(SessionKeyInput):
+    """A session's id, user and metadata: what createSession and upsertSession take."""
+
     user_id: str | None = UNSET
     metadata: JSON | None = UNSET
 
 
 @strawberry.input
-class UpsertSessionInput:
-    session_id: str
-    user_id: str | None = UNSET
-    metadata: JSON | None = UNSET
+class CreateSessionInput(SessionInput): ...
 
 
 @strawberry.input
-class UpdateSessionInput:
-    session_id: str
+class UpdateSessionInput(SessionKeyInput):
     metadata: JSON
+
+
+@strawberry.input
+class UpsertSessionInput(SessionInput): ...
+
+
+# Memories
 
 
 @strawberry.input
@@ -81,6 +95,9 @@ class UpdateMemoryInput:
     uuid: str
     content: str | None = UNSET
     metadata: JSON | None = UNSET
+
+
+# Filters
 
 
 @strawberry.input

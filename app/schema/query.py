@@ -10,12 +10,21 @@ from graphql import FieldNode, value_from_ast_untyped
 from memvault.db import memories as memory_repo
 from memvault.db import sessions as session_repo
 from memvault.db import users as user_repo
-from memvault.db.documents import Doc, Window
 from memvault.errors import BadUserInput
-from memvault.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
+from memvault.schema._upstream import raw_info
+from memvault.schema.connection import (
+    Connection,
+    NodeT,
+    PageArgs,
+    Plan,
+    RowT,
+    connection,
+    connection_field,
+    page_plan,
+)
 from memvault.schema.context import Info
+from memvault.schema.fastpath.lookahead import memory_fields
 from memvault.schema.inputs import SessionFilter, UserFilter
-from memvault.schema.lookahead import memory_fields
 from memvault.schema.types import (
     Memory,
     Node,
@@ -23,13 +32,14 @@ from memvault.schema.types import (
     User,
     datetime_to_ms,
     from_global_id,
-    memories_plan,
 )
 from memvault.validation import check_filter_metadata, check_id
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Callable
 
+    from memvault.config import Settings
+    from memvault.db.queries import Listing
     from memvault.schema.context import Context
 
 
@@ -37,49 +47,48 @@ def _given(value: Any) -> Any:
     return None if value is strawberry.UNSET else value
 
 
-# order_key starts with 13 digits: creation times up to 2286-11-20. A filter time past that is
-# the last of them, not a 14-digit key that would sort below every stored one.
-LAST_KEY_MS = 10**13 - 1
+def _ms(value: Any) -> int | None:
+    """A filter's time (a datetime, None or UNSET) as milliseconds, None when not given."""
+    given = _given(value)
+    return None if given is None else datetime_to_ms(given)
 
 
-def created_window(created_after: datetime | None, created_before: datetime | None) -> Window:
-    """The ``order_key`` range of items created strictly after / strictly before the given times."""
-    gte = f"{min(datetime_to_ms(created_after) + 1, LAST_KEY_MS):013d}" if created_after else None
-    lt = f"{min(datetime_to_ms(created_before), LAST_KEY_MS):013d}" if created_before else None
-    return Window(gte=gte, lt=lt)
+def _filter_arguments(
+    filter: UserFilter | SessionFilter | None, settings: Settings
+) -> dict[str, Any]:
+    """What users and sessions are filtered by alike (metadata, creation times), checked, as
+    arguments of the repository's filter."""
+    if filter is None:
+        return {}
+    metadata = _given(filter.metadata)
+    if metadata is not None:
+        check_filter_metadata(metadata, settings=settings)
+    return {
+        "metadata": metadata,
+        "created_after_ms": _ms(filter.created_after),
+        "created_before_ms": _ms(filter.created_before),
+    }
 
 
-def top_level_connection(
+def listing_connection(
     ctx: Context,
+    page: PageArgs,
     *,
-    args: PageArgs,
     kind: str,
-    base: Window,
-    match: Doc,
-    node_type: type[User] | type[Session],
-) -> Any:
-    """A connection over a whole collection (users or sessions), filtered by ``match``."""
-    settings = ctx.settings
-    plan = plan_page(
-        args.check(settings),
+    listing: Listing[RowT],
+    to_node: Callable[[RowT], NodeT],
+) -> Connection[NodeT]:
+    """The ``page`` of a connection over a whole collection: the documents of ``listing``."""
+    db = ctx.db
+    return connection(
+        ctx.settings,
+        page,
         kind=kind,
-        base=base,
-        default_size=settings.default_page_size,
+        base=listing.keys,
+        fetch=lambda window: listing.rows(db, window),
+        count=lambda: listing.count(db),
+        to_node=to_node,
     )
-    lister = user_repo.list_users if kind == "users" else session_repo.list_sessions
-    counter = user_repo.count_users if kind == "users" else session_repo.count_sessions
-    count_match = base.match(match, "order_key")
-
-    async def fetch(window: Window) -> list[Doc]:
-        return await lister(ctx.db, match=match, window=window)
-
-    async def count() -> int:
-        return await counter(ctx.db, match=count_match)
-
-    source = PageSource(
-        plan, kind=kind, key_field="order_key", fetch=fetch, to_node=node_type.from_doc, count=count
-    )
-    return Connection(source=source)
 
 
 def recent_window_plan(info: Info, memories: list[FieldNode]) -> Plan | None:
@@ -87,7 +96,7 @@ def recent_window_plan(info: Info, memories: list[FieldNode]) -> Plan | None:
     ``memories``, its field nodes), its plan, so the session and that window can be read in one
     command. None otherwise (fragments, aliases of it twice, bad arguments: the ordinary path
     handles and reports those)."""
-    raw = info._raw_info
+    raw = raw_info(info)
     if len(raw.field_nodes) != 1:
         return None
     selection_set = raw.field_nodes[0].selection_set
@@ -109,7 +118,7 @@ def recent_window_plan(info: Info, memories: list[FieldNode]) -> Plan | None:
         if not all(c is None or isinstance(c, str) for c in cursors):
             return None
         args = PageArgs(first=sizes[0], after=cursors[0], last=sizes[1], before=cursors[1])
-        return memories_plan(info.context.settings, args)
+        return page_plan(info.context.settings, args, kind="memories")
     except (BadUserInput, TypeError):
         return None
 
@@ -118,7 +127,7 @@ def selected_memories(info: Info) -> list[FieldNode]:
     """The ``memories`` field nodes right under this field (what ``Session.memories`` gets)."""
     return [
         selection
-        for node in info._raw_info.field_nodes
+        for node in raw_info(info).field_nodes
         for selection in (node.selection_set.selections if node.selection_set else ())
         if isinstance(selection, FieldNode) and selection.name.value == "memories"
     ]
@@ -137,13 +146,13 @@ class Query:
         type_name, key = from_global_id(id)
         loaders = info.context.loaders
         if type_name == "User":
-            doc = await loaders.user.load(key)
-            return User.from_doc(doc) if doc else None
+            user = await loaders.user.load(key)
+            return User.from_doc(user) if user else None
         if type_name == "Session":
-            doc = await loaders.session.load(key)
-            return Session.from_doc(doc) if doc else None
-        doc = await loaders.memory.load(key)
-        return Memory.from_doc(doc) if doc else None
+            session = await loaders.session.load(key)
+            return Session.from_doc(session) if session else None
+        memory = await loaders.memory.load(key)
+        return Memory.from_doc(memory) if memory else None
 
     @strawberry.field(description="A live user by id.")
     async def user(self, info: Info, user_id: str) -> User | None:
@@ -151,33 +160,14 @@ class Query:
         doc = await info.context.loaders.user.load(user_id)
         return User.from_doc(doc) if doc else None
 
-    @strawberry.field(description="Live users, oldest first.")
+    @connection_field("Live users, oldest first.")
     def users(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: UserFilter | None = None,
+        self, info: Info, page: PageArgs, filter: UserFilter | None = None
     ) -> Connection[User]:
-        ctx = info.context
-        metadata = _given(filter.metadata) if filter else None
-        if metadata is not None:
-            check_filter_metadata(metadata, settings=ctx.settings)
-        base = (
-            created_window(_given(filter.created_after), _given(filter.created_before))
-            if filter
-            else Window()
-        )
-        match = user_repo.user_filter(project_id=ctx.project_id, metadata=metadata)
-        return top_level_connection(  # type: ignore[no-any-return]
-            ctx,
-            args=PageArgs(first, after, last, before),
-            kind="users",
-            base=base,
-            match=match,
-            node_type=User,
+        given = _filter_arguments(filter, info.context.settings)
+        listing = user_repo.user_filter(project_id=info.context.project_id, **given)
+        return listing_connection(
+            info.context, page, kind="users", listing=listing, to_node=User.from_doc
         )
 
     @strawberry.field(description="A live session by id.")
@@ -202,38 +192,18 @@ class Query:
             doc = await ctx.loaders.session.load(session_id)
         return Session.from_doc(doc) if doc else None
 
-    @strawberry.field(description="Live sessions, oldest first.")
+    @connection_field("Live sessions, oldest first.")
     def sessions(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: SessionFilter | None = None,
+        self, info: Info, page: PageArgs, filter: SessionFilter | None = None
     ) -> Connection[Session]:
         ctx = info.context
-        metadata = _given(filter.metadata) if filter else None
-        if metadata is not None:
-            check_filter_metadata(metadata, settings=ctx.settings)
+        given = _filter_arguments(filter, ctx.settings)  # (metadata checked before userId)
         user_id = _given(filter.user_id) if filter else None
         if user_id is not None:
             check_id(user_id, field="filter.userId", settings=ctx.settings)
-        base = (
-            created_window(_given(filter.created_after), _given(filter.created_before))
-            if filter
-            else Window()
-        )
-        match = session_repo.session_filter(
-            project_id=ctx.project_id, user_id=user_id, metadata=metadata
-        )
-        return top_level_connection(  # type: ignore[no-any-return]
-            ctx,
-            args=PageArgs(first, after, last, before),
-            kind="sessions",
-            base=base,
-            match=match,
-            node_type=Session,
+        listing = session_repo.session_filter(project_id=ctx.project_id, user_id=user_id, **given)
+        return listing_connection(
+            ctx, page, kind="sessions", listing=listing, to_node=Session.from_doc
         )
 
     @strawberry.field(description="A live memory by uuid.")

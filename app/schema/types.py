@@ -6,20 +6,20 @@ import base64
 import binascii
 import functools
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, NewType
+from typing import Any, ClassVar, NewType
 
 import strawberry
-from strawberry.types.scalar import ScalarDefinition
 
-from memvault.config import Settings
-from memvault.db.documents import Doc, Window
+from memvault.db.records import MemoryRead, SessionRead, UserRead
 from memvault.errors import BadUserInput, NotFound
-from memvault.schema.connection import Connection, PageArgs, PageSource, Plan, plan_page
+from memvault.schema._upstream import ScalarDefinition
+from memvault.schema.connection import Connection, PageArgs, connection, connection_field
 from memvault.schema.context import Info
-from memvault.schema.executor import SERIALISED
-from memvault.schema.lookahead import memory_fields
+from memvault.schema.fastpath.executor import SERIALISED
+from memvault.schema.fastpath.lookahead import memory_fields
 from memvault.validation import MAX_TIME_MS, check_time_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -176,24 +176,17 @@ def from_global_id(global_id: str) -> tuple[str, str]:
     return type_name, key
 
 
-def memories_plan(settings: Settings, args: PageArgs) -> Plan:
-    """The keyset windows of ``Session.memories`` for these arguments (also used to prefetch)."""
-    return plan_page(
-        args.check(settings),
-        kind="memories",
-        base=Window(),
-        default_size=settings.default_page_size,
-    )
+# Computed leaves resolve only when selected; every other leaf is a plain attribute.
+def resolve_id(root: Any) -> strawberry.ID:
+    return strawberry.ID(to_global_id(type(root).__name__, getattr(root, root.NODE_KEY)))
 
 
 @strawberry.interface(description="An object with a global id.")
 class Node:
-    id: strawberry.ID
-
-
-# Computed leaves resolve only when selected; every other leaf is a plain attribute.
-def resolve_id(root: Any) -> strawberry.ID:
-    return strawberry.ID(to_global_id(type(root).__name__, getattr(root, root.NODE_KEY)))
+    NODE_KEY: ClassVar[str]  # the attribute the global id is made of
+    id: strawberry.ID = strawberry.field(resolver=resolve_id)
+    created_ms: strawberry.Private[int]
+    updated_ms: strawberry.Private[int]
 
 
 def resolve_created_at(root: Any) -> datetime:
@@ -212,7 +205,6 @@ UPDATED_AT = {SERIALISED: lambda root: serialize_ms(root.updated_ms)}
 @strawberry.type
 class User(Node):
     NODE_KEY = "user_id"
-    id: strawberry.ID = strawberry.field(resolver=resolve_id)
     user_id: str
     email: str | None
     first_name: str | None
@@ -220,11 +212,9 @@ class User(Node):
     metadata: JSON
     created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
     updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
-    created_ms: strawberry.Private[int]
-    updated_ms: strawberry.Private[int]
 
     @classmethod
-    def from_doc(cls, doc: Doc) -> User:
+    def from_doc(cls, doc: UserRead) -> User:
         return cls(
             user_id=doc["user_id"],
             email=doc.get("email"),
@@ -235,54 +225,31 @@ class User(Node):
             updated_ms=doc.get("updated_ms", 0),
         )
 
-    @strawberry.field(description="This user's live sessions, oldest first.")
-    def sessions(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Session]:
-        ctx = info.context
-        args = PageArgs(first, after, last, before).check(ctx.settings)
-        plan = plan_page(
-            args, kind="sessions", base=Window(), default_size=ctx.settings.default_page_size
-        )
-        loaders, user_id = ctx.loaders, self.user_id
-
-        async def fetch(window: Window) -> list[Doc]:
-            return await loaders.sessions_of_user.load((user_id, window, None))
-
-        async def count() -> int:
-            return await loaders.session_count_of_user.load(user_id)
-
-        source = PageSource(
-            plan,
+    @connection_field("This user's live sessions, oldest first.")
+    def sessions(self, info: Info, page: PageArgs) -> Connection[Session]:
+        loaders, user_id = info.context.loaders, self.user_id
+        return connection(
+            info.context.settings,
+            page,
             kind="sessions",
-            key_field="order_key",
-            fetch=fetch,
+            fetch=lambda window: loaders.sessions_of_user.load((user_id, window, None)),
+            count=lambda: loaders.session_count_of_user.load(user_id),
             to_node=Session.from_doc,
-            count=count,
         )
-        return Connection(source=source)
 
 
 @strawberry.type
 class Session(Node):
     NODE_KEY = "session_id"
-    id: strawberry.ID = strawberry.field(resolver=resolve_id)
     session_id: str
     user_id: str | None
     metadata: JSON
     created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
     updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
-    created_ms: strawberry.Private[int]
-    updated_ms: strawberry.Private[int]
     memory_count: int
 
     @classmethod
-    def from_doc(cls, doc: Doc) -> Session:
+    def from_doc(cls, doc: SessionRead) -> Session:
         return cls(
             session_id=doc["session_id"],
             user_id=doc.get("user_id") or None,
@@ -299,43 +266,22 @@ class Session(Node):
         doc = await info.context.loaders.user.load(self.user_id)
         return User.from_doc(doc) if doc else None
 
-    @strawberry.field(
-        description="This session's live memories, oldest first; last: N is the recent window."
-    )
-    def memories(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[Memory]:
-        ctx = info.context
-        plan = memories_plan(ctx.settings, PageArgs(first, after, last, before))
-        loaders, session_id, total = ctx.loaders, self.session_id, self.memory_count
-        fields = memory_fields(info)
-
-        async def fetch(window: Window) -> list[Doc]:
-            return await loaders.memories_of_session.load((session_id, window, fields))
-
-        async def count() -> int:
-            return total
-
-        source = PageSource(
-            plan,
+    @connection_field("This session's live memories, oldest first; last: N is the recent window.")
+    def memories(self, info: Info, page: PageArgs) -> Connection[Memory]:
+        loaders, session_id, fields = info.context.loaders, self.session_id, memory_fields(info)
+        return connection(
+            info.context.settings,
+            page,
             kind="memories",
-            key_field="seq",
-            fetch=fetch,
+            fetch=lambda window: loaders.memories_of_session.load((session_id, window, fields)),
+            count=self.memory_count,
             to_node=Memory.from_doc,
-            count=count,
         )
-        return Connection(source=source)
 
 
 @strawberry.type
 class Memory(Node):
     NODE_KEY = "uuid"
-    id: strawberry.ID = strawberry.field(resolver=resolve_id)
     uuid: str
     seq: int
     role: str | None
@@ -345,25 +291,23 @@ class Memory(Node):
     token_count: int | None
     created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
     updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
-    created_ms: strawberry.Private[int]
-    updated_ms: strawberry.Private[int]
     session_id: strawberry.Private[str]
 
     @classmethod
-    def from_doc(cls, doc: Doc) -> Memory:
+    def from_doc(cls, doc: MemoryRead) -> Memory:
         """The memory of a stored document; one read with a lookahead projection (see
         lookahead.py) leaves the fields its query did not select None."""
-        get = doc.get
+        get: Callable[[str], Any] = doc.get  # (a field left out is None, whatever its type)
         return cls(
             uuid=doc["uuid"],
             seq=doc["seq"],
             role=get("role"),
             role_type=ROLE_TYPES.get(get("role_type")),  # type: ignore[arg-type]
-            content=get("content"),  # type: ignore[arg-type]
+            content=get("content"),
             metadata=get("metadata") or {},  # type: ignore[arg-type]
             token_count=_shown_int(get("token_count")),
-            created_ms=get("created_ms"),  # type: ignore[arg-type]
-            updated_ms=get("updated_ms"),  # type: ignore[arg-type]
+            created_ms=get("created_ms"),
+            updated_ms=get("updated_ms"),
             session_id=doc["session_id"],
         )
 
