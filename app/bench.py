@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,20 +23,19 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
-from pymongo import ReturnDocument
 
 from memvault.db import memories as memory_repo
 from memvault.db import users as user_repo
-from memvault.db.documents import union_pipeline
 from memvault.db.engine import EmbeddedEngine, connect, free_port
 from memvault.db.indexes import ensure_indexes
 from memvault.db.memories import NewMemory
+from memvault.db.queries import union_pipeline
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 PROJECT = "default"
 BOT_MESSAGE = "a new message from a bench bot"
@@ -89,13 +89,91 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-class Server:
-    """A ``memvault serve`` subprocess on a free loopback port."""
+class ServeError(RuntimeError):
+    """A ``memvault serve`` process that did not come up."""
 
-    def __init__(self, mongodb_uri: str, database: str) -> None:
+
+class ServeProcess:
+    """``memvault serve`` in a subprocess on a free loopback port, run in ``workdir`` with
+    exactly ``env``; its output (stdout and stderr) goes to a log file in ``workdir``.
+
+    The bench measures the API through it; the test suite's live servers build on it.
+    """
+
+    def __init__(self, env: Mapping[str, str], workdir: Path, name: str = "serve") -> None:
+        self.env = dict(env)
+        self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.wire = WireClient("127.0.0.1", self.port)
+        self.log_path = workdir / f"{name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self._started().pid
+
+    @property
+    def log(self) -> str:
+        """What the process has written so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
+        """Return once ``/readyz`` answers 200; ``ServeError`` (with the end of the log) if the
+        process exits first or does not get ready within ``timeout`` seconds."""
+        process = self._started()
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=2) as client:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    code = process.returncode
+                    raise ServeError(f"memvault serve exited with {code}:{self._tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get("/readyz").status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise ServeError(f"memvault serve not ready within {timeout:g} s:{self._tail()}")
+
+    def stop(
+        self, stop_signal: signal.Signals = signal.SIGTERM, timeout: float = 30.0
+    ) -> int | None:
+        """Send ``stop_signal`` (unless it has exited) and return the exit code; None if it did
+        not exit within ``timeout`` seconds (it is killed then)."""
+        process = self._started()
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            return None
+
+    def _tail(self) -> str:
+        return "\n" + self.log[-4000:]
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise ServeError("memvault serve was not started")
+        return self.process
+
+
+class Server(ServeProcess):
+    """The API under measurement, on the bench's database, with a wire client of its own."""
+
+    def __init__(self, mongodb_uri: str, database: str) -> None:
         env = {
             **os.environ,
             "MEMVAULT_MONGODB_URI": mongodb_uri,
@@ -104,24 +182,9 @@ class Server:
             "MEMVAULT_PURGE_INTERVAL": "0",
             "MEMVAULT_AUTH": "open",
         }
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-
-    async def ready(self, client: httpx.AsyncClient) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API server exited:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-        raise RuntimeError("server did not become ready")
+        self.tmp = tempfile.TemporaryDirectory(prefix="memvault-bench-")
+        super().__init__(env, Path(self.tmp.name))
+        self.wire = WireClient("127.0.0.1", self.port)
 
     async def commands(self, client: httpx.AsyncClient) -> int:
         text = (await client.get(f"{self.url}/metrics")).text
@@ -131,20 +194,13 @@ class Server:
         return 0
 
     def cpu(self) -> float:
-        return process_cpu_seconds(self.process.pid)
+        return process_cpu_seconds(self.pid)
 
-    def log_tail(self, size: int = 4000) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-size:]
-
-    def stop(self) -> None:
+    def close(self) -> None:
         self.wire.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+        if self.process is not None:
+            self.stop(timeout=15)
+        self.tmp.cleanup()
 
 
 class Progress:
@@ -420,7 +476,7 @@ class Bench:
         )
         try:
             async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-                await server.ready(http)
+                await asyncio.to_thread(server.start().wait_ready)
                 scenarios = {
                     "write": await self.scenario_write(server, http, concurrency=1),
                     "write_concurrent": await self.scenario_write(
@@ -434,7 +490,7 @@ class Bench:
                 }
                 growth_figures = [await self.scenario_growth(server, http, size) for size in growth]
         finally:
-            server.stop()
+            server.close()
         self.progress.done()
         report: dict[str, Any] = {
             "machine": machine(),
@@ -469,7 +525,7 @@ class Bench:
                 floor_target,
                 {"$inc": {"next_seq": 1, "memory_count": 1}},
                 projection={"next_seq": 1},
-                return_document=ReturnDocument.AFTER,
+                return_document=True,  # pymongo's ReturnDocument.AFTER
             )
             now = int(time.time() * 1000)
             doc = {

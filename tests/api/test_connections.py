@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import GraphQLClient
+from tests.support.graphql import GraphQLClient
 
 USERS_PAGE = """query($first: Int, $after: String, $last: Int, $before: String, $filter: UserFilter) {
   users(first: $first, after: $after, last: $last, before: $before, filter: $filter) {

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,9 +22,9 @@ from graphql import get_introspection_query
 from memvault.db import memories as memory_repo
 from memvault.main import create_app
 from memvault.schema import schema as default_schema
-from tests.conftest import GraphQLClient, snapshot
-from tests.factories import CommandCounter, listened_app
-from tests.test_serve import serve_env, servers  # noqa: F401  (fixtures)
+from tests.support.asgi import running
+from tests.support.commands import CommandCounter, listened_app
+from tests.support.graphql import GraphQLClient, snapshot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -79,8 +78,8 @@ async def app_client(
     settings: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], **overrides: Any
 ) -> AsyncIterator[GraphQLClient]:
     app = create_app(dataclasses.replace(settings, **overrides), client=mongo_client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://memvault.test") as http:
             yield GraphQLClient(http)
 
@@ -299,13 +298,6 @@ async def test_request_over_the_deadline_answers_unavailable_and_stops(
 # --- a live server -------------------------------------------------------------------------
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 def healthz_while(base: str, request: Any) -> tuple[Any, float]:
     """Run ``request()`` while GETting /healthz every 50 ms: its result and the slowest health
     answer."""
@@ -331,37 +323,40 @@ def healthz_while(base: str, request: Any) -> tuple[Any, float]:
     return result, slowest[0]
 
 
-def test_live_server_stays_responsive_and_small(servers: Any) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_live_server_stays_responsive_and_small(servers: Any, fast_path: bool) -> None:
     """Against ``memvault serve``: the issue's cycling query and the 262 MB one are refused at
     once, and a heavy allowed query (92,718 objects, 3 MB) is answered while /healthz keeps
     answering within a second. The server's peak RSS stays near where seeding left it.
 
     Before: the cycling query ran 44 s (113 MB, RSS peak 2.4 GB) with /healthz waiting 41 s,
     the repeated one built 262 MB (RSS peak +245 MB)."""
+    # Plain Strawberry (MEMVAULT_FAST_PATH=off) holds the loop 0.9-1.6 s to complete the heavy
+    # answer's 92,718 objects, the executor shortcuts 0.1-0.3 s: bounded either way.
+    bound = 1.0 if fast_path else 3.0
     server = servers().start()
     memories = [{"roleType": "USER", "content": f"message {n}"} for n in range(100)]
     server.ok(ADD, {"input": {"sessionId": "s", "memories": memories}})
     large = [{"roleType": "USER", "content": "x" * LARGE} for _ in range(10)]
     server.ok(ADD, {"input": {"sessionId": "big", "memories": large}})
-    assert server.proc is not None
-    seeded = peak_rss_mb(server.proc.pid)
+    seeded = server.peak_rss_mb()
 
     def post(query: str) -> httpx.Response:
-        return httpx.post(server.base + "/graphql", json={"query": query}, timeout=120)
+        return httpx.post(server.url + "/graphql", json={"query": query}, timeout=120)
 
     for query, code in [(CYCLE, "QUERY_TOO_COMPLEX"), (REPEATED, "PAYLOAD_TOO_LARGE")]:
-        response, slowest = healthz_while(server.base, lambda q=query: post(q))
+        response, slowest = healthz_while(server.url, lambda q=query: post(q))
         assert only_error(response.json())["extensions"]["code"] == code
-        assert slowest < 1.0, slowest
+        assert slowest < bound, slowest
     heavy = (
         "{"
         + " ".join(f'{a}: session(sessionId: "s") {{ ...H }}' for a in ALIASES[:9])
         + "} fragment H on Session { memories(first: 100) { nodes { session {"
         " memories(first: 100) { nodes { seq content } } } } } }"
     )
-    response, slowest = healthz_while(server.base, lambda: post(heavy))
+    response, slowest = healthz_while(server.url, lambda: post(heavy))
     body = json.loads(response.content)
     assert "errors" not in body
     assert len(body["data"]["a"]["memories"]["nodes"][99]["session"]["memories"]["nodes"]) == 100
-    assert slowest < 1.0, slowest
-    assert peak_rss_mb(server.proc.pid) < seeded + 100
+    assert slowest < bound, slowest
+    assert server.peak_rss_mb() < seeded + 100

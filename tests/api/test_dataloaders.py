@@ -11,8 +11,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from memvault.config import Settings
 from memvault.schema.loaders import LOADERS, DataLoaders
-from tests.conftest import GraphQLClient
-from tests.factories import CommandCounter, listened_app
+from tests.support.commands import CommandCounter, listened_app
+from tests.support.graphql import GraphQLClient
 
 NESTED = """{ users(first: 10) { nodes { userId sessions(first: 10) { nodes { sessionId memoryCount
     memories(last: 10) { nodes { content } } } } } } }"""

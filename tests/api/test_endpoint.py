@@ -15,9 +15,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from memvault.endpoint import GraphQLEndpoint
+from memvault.http.endpoint import GraphQLEndpoint
+from memvault.http.view import GraphQLApp, plain_operation
 from memvault.main import create_app
-from memvault.schema.view import GraphQLApp, plain_operation
+from tests.support.asgi import running
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -108,15 +109,12 @@ async def clients(
     apps = {"direct": create_app(settings, client=mongo_client)}
     apps["view"] = create_app(settings, client=mongo_client)
     endpoint_of(apps["view"]).lean = False
-    async with (
-        apps["direct"].router.lifespan_context(apps["direct"]),
-        apps["view"].router.lifespan_context(apps["view"]),
-    ):
+    async with running(apps["direct"]) as direct, running(apps["view"]) as view:
         clients = {
             name: httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://memvault.test"
+                transport=httpx.ASGITransport(app=served), base_url="http://memvault.test"
             )
-            for name, app in apps.items()
+            for name, served in (("direct", direct), ("view", view))
         }
         seeded = await clients["view"].post("/graphql", content=REQUESTS[3][2], headers=JSON)
         assert "errors" not in seeded.json()

@@ -1,8 +1,9 @@
 """Property-based tests through the GraphQL endpoint (issue 6): arbitrary metadata, ids, contents
 and pagination arguments. The server never answers HTTP 500 or INTERNAL_SERVER_ERROR; it accepts
 exactly what the documented rules allow (checked by this file's own model of them); an accepted
-write reads back exactly as written, metadata after a merge equals RFC 7396 computed here; a
-rejected write changes nothing; a page is exactly the model's Relay slice.
+write reads back exactly as written, metadata after a merge equals the RFC 7396 oracle's
+(tests/support/merge_oracle.py); a rejected write changes nothing; a page is exactly the model's
+Relay slice.
 
 Hypothesis runs each test's examples against one app and one database (function-scoped fixtures):
 each example uses ids of its own, or clears the collections first when the ids are the input.
@@ -25,7 +26,8 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import GraphQLClient, snapshot
+from tests.support.graphql import GraphQLClient, snapshot
+from tests.support.merge_oracle import rfc7396
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -51,19 +53,6 @@ DEFAULT_PAGE = 20
 
 # ---------------------------------------------------------------------------------------------
 # The model
-
-
-def rfc7396(target: Any, patch: Any) -> Any:
-    """JSON Merge Patch, RFC 7396 section 2, written from the RFC's pseudocode."""
-    if isinstance(patch, dict):
-        result = dict(target) if isinstance(target, dict) else {}
-        for name, value in patch.items():
-            if value is None:
-                result.pop(name, None)
-            else:
-                result[name] = rfc7396(result.get(name), value)
-        return result
-    return patch
 
 
 def encodable(text: str) -> bool:

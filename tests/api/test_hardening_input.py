@@ -13,6 +13,7 @@ Every refusal is checked for its exact code and for an unchanged database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from memvault.client.operations import message_from
 from memvault.main import create_app
 from memvault.schema import build_schema
 from memvault.schema.context import Context
-from memvault.schema.executor import PLAIN_LEAF
+from memvault.schema.fastpath.executor import PLAIN_LEAF
 from memvault.schema.loaders import DataLoaders
 from memvault.schema.mutation import Mutation
 from memvault.schema.query import Query
@@ -47,8 +48,8 @@ from memvault.schema.types import (
     to_global_id,
 )
 from memvault.security import Principal
-from tests.conftest import GraphQLClient, snapshot
-from tests.factories import (
+from tests.support.asgi import running
+from tests.support.documents import (
     ADD_MEMORIES,
     CREATE_USER,
     UPDATE_MEMORY,
@@ -61,6 +62,7 @@ from tests.factories import (
     create_user,
     delete_session,
 )
+from tests.support.graphql import GraphQLClient, snapshot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -82,8 +84,8 @@ async def app_transport(
 ) -> AsyncIterator[httpx.ASGITransport]:
     """The app in process, lifespan run, for a GraphQL client and the Python client alike."""
     app = create_app(settings, client=mongo_client)
-    async with app.router.lifespan_context(app):
-        yield httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        yield httpx.ASGITransport(app=served)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -276,7 +278,7 @@ async def test_the_shortcut_and_the_plain_path_show_bad_values_alike(
         types=[User, Session, Memory],
         config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
     )
-    fast = build_schema(settings)
+    fast = build_schema(dataclasses.replace(settings, fast_path=True))  # whatever the suite's mode
     answers = []
     for schema in (fast, plain):
         context = Context(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import GraphQLClient, snapshot
+from tests.support.graphql import GraphQLClient, snapshot
 
 Db = AsyncDatabase[dict[str, Any]]
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import GraphQLClient
-from tests.factories import (
+from tests.support.documents import (
     DELETE_MEMORY,
     UPDATE_MEMORY,
     add,
@@ -29,11 +28,11 @@ from tests.factories import (
     get_session,
     live_uuids,
     memory_inputs,
-    snapshot,
     stored,
     stored_one,
     update_memory,
 )
+from tests.support.graphql import GraphQLClient, snapshot
 
 Db = AsyncDatabase[dict[str, Any]]
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -12,8 +12,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from memvault.db.merge import merge_patch
-from tests.conftest import GraphQLClient
-from tests.factories import (
+from tests.support.documents import (
     add,
     create_session,
     create_user,
@@ -27,50 +26,10 @@ from tests.factories import (
     upsert_session,
     upsert_user,
 )
+from tests.support.graphql import GraphQLClient
+from tests.support.merge_oracle import RFC_7396_APPENDIX_A, RFC_7396_SECTION_3, rfc7396
 
 Db = AsyncDatabase[dict[str, Any]]
-
-# RFC 7396, Appendix A: every example (original, patch, result).
-RFC_7396_APPENDIX_A = [
-    ({"a": "b"}, {"a": "c"}, {"a": "c"}),
-    ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
-    ({"a": "b"}, {"a": None}, {}),
-    ({"a": "b", "b": "c"}, {"a": None}, {"b": "c"}),
-    ({"a": ["b"]}, {"a": "c"}, {"a": "c"}),
-    ({"a": "c"}, {"a": ["b"]}, {"a": ["b"]}),
-    ({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}),
-    ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
-    (["a", "b"], ["c", "d"], ["c", "d"]),
-    ({"a": "b"}, ["c"], ["c"]),
-    ({"a": "foo"}, None, None),
-    ({"a": "foo"}, "bar", "bar"),
-    ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
-    ([1, 2], {"a": "b", "c": None}, {"a": "b"}),
-    ({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
-]
-
-# RFC 7396, section 3: the worked example.
-RFC_7396_SECTION_3 = (
-    {
-        "title": "Goodbye!",
-        "author": {"givenName": "John", "familyName": "Doe"},
-        "tags": ["example", "sample"],
-        "content": "This will be unchanged",
-    },
-    {
-        "title": "Hello!",
-        "phoneNumber": "+01-555-123-4567",
-        "author": {"familyName": None},
-        "tags": ["example"],
-    },
-    {
-        "title": "Hello!",
-        "author": {"givenName": "John"},
-        "tags": ["example"],
-        "content": "This will be unchanged",
-        "phoneNumber": "+01-555-123-4567",
-    },
-)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +40,18 @@ def test_merge_patch_rfc_7396_examples(target: Any, patch: Any, expected: Any) -
 
     assert merge_patch(target, patch) == expected
     # neither argument is modified
+    assert target == target_before
+    assert patch == patch_before
+
+
+@pytest.mark.parametrize(
+    ("target", "patch", "expected"), [*RFC_7396_APPENDIX_A, RFC_7396_SECTION_3]
+)
+def test_the_oracle_meets_the_rfc_7396_examples(target: Any, patch: Any, expected: Any) -> None:
+    """The tests' own RFC 7396 (``tests.support.merge_oracle``) is checked against the RFC too."""
+    target_before, patch_before = copy.deepcopy(target), copy.deepcopy(patch)
+
+    assert rfc7396(target, patch) == expected
     assert target == target_before
     assert patch == patch_before
 

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-from pathlib import Path
 from typing import Any
 
-from tests.conftest import GraphQLClient
-
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
-
-
-def fenced(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+from tests.support.graphql import GraphQLClient
+from tests.support.readme import ROOT, fenced
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

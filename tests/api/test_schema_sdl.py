@@ -8,7 +8,7 @@ from graphql import build_schema
 
 from memvault.schema import schema
 
-SDL_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+SDL_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 
 def test_schema_file_matches_code() -> None:

@@ -18,8 +18,9 @@ from memvault.db import api_keys
 from memvault.errors import Unauthenticated
 from memvault.main import create_app
 from memvault.security import Authenticator
-from tests.conftest import GraphQLClient, snapshot
-from tests.factories import CommandCounter, listened_app
+from tests.support.asgi import running
+from tests.support.commands import CommandCounter, listened_app
+from tests.support.graphql import GraphQLClient, snapshot
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -29,8 +30,8 @@ async def serve(
     settings: Settings, client: AsyncMongoClient[dict[str, Any]]
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, client=client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://memvault.test") as http:
             yield http
 
@@ -337,8 +338,8 @@ async def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000),
         }
-        async with app.router.lifespan_context(app):
-            await app(scope, receive, send)
+        async with running(app) as served:
+            await served(scope, receive, send)
         assert sent[0]["status"] == 401, authorization
         assert b"UNAUTHENTICATED" in sent[1]["body"]
     assert reads == 0

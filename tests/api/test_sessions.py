@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import GraphQLClient
-from tests.factories import (
+from tests.support.documents import (
     CREATE_SESSION,
     DELETE_SESSION,
     RESTORE_SESSION,
@@ -29,13 +28,13 @@ from tests.factories import (
     list_sessions,
     live_uuids,
     restore_session,
-    snapshot,
     stored,
     stored_one,
     update_session,
     upsert_session,
     upsert_user,
 )
+from tests.support.graphql import GraphQLClient, snapshot
 
 Db = AsyncDatabase[dict[str, Any]]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.conftest import GraphQLClient
+    from tests.support.graphql import GraphQLClient
 
 
 async def test_typename(gql: GraphQLClient) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.conftest import GraphQLClient
-from tests.factories import (
+from tests.support.documents import (
     CREATE_USER,
     DELETE_USER,
     FORGET_USER,
@@ -26,12 +25,12 @@ from tests.factories import (
     get_user,
     list_sessions,
     list_users,
-    snapshot,
     stored,
     stored_one,
     update_user,
     upsert_user,
 )
+from tests.support.graphql import GraphQLClient, snapshot
 
 Db = AsyncDatabase[dict[str, Any]]
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

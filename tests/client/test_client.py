@@ -37,7 +37,7 @@ from memvault.client import (
     User,
 )
 from memvault.db.engine import free_port
-from tests.test_client_support import DroppingProxy, LiveServer, live_server, uid
+from tests.support.server import DroppingProxy, LiveServer, live_server, uid
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -368,6 +368,7 @@ def test_list_sessions_pages_by_opaque_cursor(fresh: LiveServer) -> None:
             client.memory.list_sessions(limit=0)
 
 
+@pytest.mark.slow
 def test_list_all_sessions_neither_repeats_nor_skips_while_sessions_are_added(
     fresh: LiveServer,
 ) -> None:

@@ -28,7 +28,7 @@ from memvault.client import (
     UserPage,
 )
 from memvault.db import api_keys
-from tests.test_client_support import DroppingProxy, LiveServer, live_server, uid
+from tests.support.server import DroppingProxy, LiveServer, live_server, uid
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -192,6 +192,7 @@ async def test_listings_page_by_cursor(fresh: LiveServer) -> None:
         assert session_chunks == [["s0", "s1", "s2", "s3", "s4"]]
 
 
+@pytest.mark.slow
 async def test_list_all_sessions_while_a_task_adds_sessions(fresh: LiveServer) -> None:
     async with AsyncMemvaultClient(fresh.url) as client:
         gate = asyncio.Semaphore(8)

@@ -26,7 +26,7 @@ from memvault.client import CreateUserRequest, Message, Session, UpdateUserReque
 from memvault.client import operations as ops
 from memvault.client.protocol import Call
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "app" / "client"
 
 

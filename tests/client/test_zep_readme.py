@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from memvault.client import AsyncMemvaultClient, MemvaultClient, NotFoundError
-from tests.test_client_support import live_server
+from tests.support.readme import README, fenced
+from tests.support.server import live_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tests.test_client_support import LiveServer
+    from tests.support.server import LiveServer
 
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
 README_URL = "http://127.0.0.1:8000"
 
 
@@ -31,7 +29,7 @@ def zep_section() -> str:
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", zep_section(), flags=re.DOTALL)
+    return fenced("python", zep_section())
 
 
 @pytest.fixture

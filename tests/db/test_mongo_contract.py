@@ -761,7 +761,7 @@ async def test_aggregate_union_with_seq_range_in_branch(db: Db) -> None:
 
 async def test_aggregate_nested_unions_of_100_branches(db: Db) -> None:
     """The data layer's union tree (under 40 unions per pipeline) returns every branch."""
-    from memvault.db.documents import union_pipeline as nested_union
+    from memvault.db.queries import union_pipeline as nested_union
 
     keys = [f"s{i:03d}" for i in range(100)]
     await seed_memories(db, keys, 3)

@@ -1,4 +1,4 @@
-"""The shared read helpers of ``app/db/documents.py``, over the wire."""
+"""The shared read helpers of ``app/db/queries.py``, over the wire."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from memvault.db.documents import aggregate_bounded
 from memvault.db.engine import connect
-from tests.factories import CommandCounter
+from memvault.db.queries import aggregate_bounded
+from tests.support.commands import CommandCounter
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase

@@ -21,17 +21,18 @@ import pytest
 import pytest_asyncio
 from pymongo import monitoring
 
-from memvault import main
+from memvault import runtime
 from memvault.config import Settings
 from memvault.db import api_keys
-from memvault.db.documents import UNION_SIZES
 from memvault.db.engine import connect
 from memvault.db.indexes import MONGODB_INDEXES, Index
-from memvault.db.memories import MEMORY_SHAPES, memory_view
+from memvault.db.memories import MEMORY_SHAPES, memory_projection
 from memvault.db.purge import purge
+from memvault.db.queries import UNION_SIZES
 from memvault.main import create_app
-from tests.conftest import GraphQLClient
-from tests.test_readme import fenced
+from tests.support.asgi import running
+from tests.support.graphql import GraphQLClient
+from tests.support.readme import fenced
 
 RANGE_OPERATORS = {"$gt", "$gte", "$lt", "$lte"}
 POINT_OPERATORS = {"$in", "$eq"}
@@ -137,8 +138,8 @@ async def recorded(
     client = connect(mongo_uri, event_listeners=[recorder])
     app = create_app(settings, client=client)
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+        async with running(app) as served:
+            transport = httpx.ASGITransport(app=served)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
                 yield GraphQLClient(http), recorder, client[settings.database]
     finally:
@@ -272,6 +273,7 @@ def shapes_workload(rng: random.Random) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 async def test_batched_reads_are_a_closed_set_warmed_at_start(
     embedded: bool,
     mongo_uri: str,
@@ -286,21 +288,21 @@ async def test_batched_reads_are_a_closed_set_warmed_at_start(
     if not embedded:
         pytest.skip("the warm-up is for the embedded engine")
     recorder = UnionRecorder()
-    real_connect = main.connect
+    real_connect = runtime.connect
 
     def recording(uri: str, *, event_listeners: Any = (), **options: Any) -> Any:
         return real_connect(uri, **options, event_listeners=[*event_listeners, recorder])
 
-    monkeypatch.setattr(main, "connect", recording)
-    app = main.create_app(dataclasses.replace(settings, mongodb_uri=mongo_uri))
-    async with app.router.lifespan_context(app):
+    monkeypatch.setattr(runtime, "connect", recording)
+    app = create_app(dataclasses.replace(settings, mongodb_uri=mongo_uri))
+    async with running(app) as served:
         # unions of up to 20 branches are warmed before serving; the ten largest compile on first
         # use in a server, and here once more by hand, so that every shape must be a known one
-        await main.warm(app.state.runtime.db, UNION_SIZES[-1:])
+        await runtime.warm(served.runtime.db, UNION_SIZES[-1:])
         warmed = recorder.skeletons()
         recorder.pipelines.clear()
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
+            transport=httpx.ASGITransport(app=served), base_url="http://t"
         ) as http:
             gql = GraphQLClient(http)
             sizes = (1, 3, 6, 12)
@@ -321,7 +323,7 @@ async def test_batched_reads_are_a_closed_set_warmed_at_start(
     sent = recorder.pipelines
     assert sum(c == "memories" for c, _ in sent) > 20, "the workload sent few batched reads"
     assert {branches(p) for _, p in sent} <= set(UNION_SIZES)
-    views = [memory_view(shape) for shape in MEMORY_SHAPES]
+    views = [memory_projection(shape) for shape in MEMORY_SHAPES]
     assert all(p in views for c, pipe in sent for p in memory_projections(pipe, c))
     unwarmed = recorder.skeletons() - warmed
     assert not unwarmed, f"{len(unwarmed)} batched read shapes were not warmed at start"

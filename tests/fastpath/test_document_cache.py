@@ -14,12 +14,13 @@ import pytest
 from memvault.config import Settings
 from memvault.main import create_app
 from memvault.schema import build_schema
+from tests.support.asgi import running
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from tests.conftest import GraphQLClient
+    from tests.support.graphql import GraphQLClient
 
 QUERY = "{ __typename }"
 CREATE = 'mutation { createUser(input: {userId: "big"}) { userId } }'
@@ -89,8 +90,8 @@ async def test_the_size_limit_holds_for_get_too(
 ) -> None:
     """GET goes through Strawberry's view, not the direct path; the limit is the same."""
     app = create_app(dataclasses.replace(settings, max_query_bytes=2048), client=mongo_client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://memvault.test") as http:
             for size, code in ((2048, None), (2049, "GRAPHQL_PARSE_FAILED")):
                 response = await http.get("/graphql", params={"query": padded(QUERY, size)})
@@ -142,6 +143,7 @@ def test_a_documents_estimated_bytes_are_close_to_what_it_holds(query: str) -> N
     assert 0.5 * estimate < held < 1.25 * estimate, (held, estimate)
 
 
+@pytest.mark.slow
 def test_the_document_cache_is_bounded_in_bytes() -> None:
     """Documents of 5,000 tokens hold about 3 MB each parsed: 512 of them (the count bound)
     would hold 1.5 GB. Distinct ones now push the least recent out at 32 MiB (estimated)."""

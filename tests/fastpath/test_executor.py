@@ -12,7 +12,7 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 
 from memvault.schema import schema as memvault_schema
-from memvault.schema.executor import PLAIN_LEAF, Executor, optimise
+from memvault.schema.fastpath.executor import PLAIN_LEAF, Executor, optimise
 from memvault.schema.types import ms_to_datetime, serialize_datetime, serialize_ms
 
 

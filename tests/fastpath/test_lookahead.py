@@ -16,17 +16,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 from strawberry.schema.config import StrawberryConfig
 
 from memvault.config import Settings
-from memvault.db.memories import CHAT_FIELDS, MEMORY_SHAPES, MEMORY_VIEW, memory_shape
-from memvault.schema import lookahead, schema
+from memvault.db.memories import (
+    CHAT_FIELDS,
+    MEMORY_KEYS,
+    MEMORY_PROJECTION,
+    MEMORY_SHAPES,
+    MEMORY_SOURCES,
+    memory_shape,
+)
+from memvault.schema import schema
 from memvault.schema.context import Context
+from memvault.schema.fastpath import lookahead
+from memvault.schema.fastpath.lookahead import domain_names, fields_under
 from memvault.schema.loaders import DataLoaders
-from memvault.schema.lookahead import MEMORY_KEYS, MEMORY_SOURCES, fields_under
 from memvault.schema.mutation import Mutation
 from memvault.schema.query import Query
 from memvault.schema.types import SCALARS, Memory, Session, User
 from memvault.security import OPEN
-from tests.conftest import GraphQLClient
-from tests.factories import listened_app
+from tests.support.commands import listened_app
+from tests.support.graphql import GraphQLClient
 
 ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) { session { sessionId } } }"""
 
@@ -87,9 +95,11 @@ async def watched(
 
 
 def test_every_memory_field_has_its_sources() -> None:
-    """A Memory field added to the schema must say which stored fields it reads."""
+    """A Memory field added to the schema must say (by its domain name) which stored fields
+    it reads."""
     memory = schema._schema.type_map["Memory"]
-    assert set(MEMORY_SOURCES) == set(memory.fields) | {"__typename"}  # type: ignore[attr-defined]
+    names = domain_names(schema)
+    assert {names[name] for name in memory.fields} == set(MEMORY_SOURCES)  # type: ignore[attr-defined]
 
 
 def _connection_nodes(document: str) -> tuple[list[FieldNode], dict[str, Any]]:
@@ -105,6 +115,7 @@ def _connection_nodes(document: str) -> tuple[list[FieldNode], dict[str, Any]]:
     ("document", "extra"),
     [
         ("{ m { nodes { content } } }", {"content"}),
+        ("{ m { nodes { __typename content } } }", {"content"}),
         ("{ m { totalCount pageInfo { hasNextPage } } }", set()),
         ("{ m { edges { cursor node { id createdAt } } } }", {"created_ms"}),
         ("{ m { nodes { ... on Memory { role } ...F } } } fragment F on Memory { metadata }",
@@ -116,12 +127,12 @@ def _connection_nodes(document: str) -> tuple[list[FieldNode], dict[str, Any]]:
 )  # fmt: skip
 def test_fields_under_a_selection(document: str, extra: set[str]) -> None:
     nodes, fragments = _connection_nodes(document)
-    assert fields_under(nodes, fragments) == frozenset(MEMORY_KEYS) | extra
+    assert fields_under(nodes, fragments, domain_names(schema)) == frozenset(MEMORY_KEYS) | extra
 
 
 def test_an_unknown_field_means_the_full_view() -> None:
     nodes, fragments = _connection_nodes("{ m { nodes { content somethingNew } } }")
-    assert fields_under(nodes, fragments) is None
+    assert fields_under(nodes, fragments, domain_names(schema)) is None
 
 
 NESTED = """{ users(first: 5) { nodes { sessions(first: 5) { nodes {
@@ -131,6 +142,7 @@ EVERYTHING = """{ users(first: 5) { nodes { sessions(first: 5) { nodes {
       tokenCount createdAt updatedAt session { sessionId } } } } } } } } }"""
 
 
+@pytest.mark.fast_path  # projections are the fast path's
 async def test_nested_read_fetches_the_smallest_view(
     watched: tuple[GraphQLClient, MemoryReads],
 ) -> None:
@@ -173,6 +185,7 @@ async def test_siblings_selecting_different_fields_each_get_theirs(
     assert session["b"]["nodes"] == [{"metadata": {"n": 3}, "role": "r3"}]
 
 
+@pytest.mark.fast_path  # projections are the fast path's
 async def test_recent_window_reads_only_what_it_shows(
     watched: tuple[GraphQLClient, MemoryReads],
 ) -> None:
@@ -186,6 +199,7 @@ async def test_recent_window_reads_only_what_it_shows(
     assert reads.projections == [set(CHAT_FIELDS)]
 
 
+@pytest.mark.fast_path  # projections are the fast path's
 async def test_selection_is_mapped_once_per_request(
     watched: tuple[GraphQLClient, MemoryReads], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,7 +232,7 @@ def test_every_selection_gets_one_of_the_few_memory_views() -> None:
         fields = frozenset(MEMORY_KEYS) | set(picked)
         shape = memory_shape(fields)
         assert shape in MEMORY_SHAPES
-        assert fields <= (shape if shape is not None else set(MEMORY_VIEW))
+        assert fields <= (shape if shape is not None else set(MEMORY_PROJECTION))
     assert memory_shape(frozenset(MEMORY_KEYS) | {"content", "role"}) == CHAT_FIELDS
     assert memory_shape(frozenset(MEMORY_KEYS) | {"metadata"}) is None
     assert memory_shape(None) is None

@@ -10,14 +10,18 @@ from __future__ import annotations
 import gc
 from typing import TYPE_CHECKING
 
+import pytest
 from graphql.execution.executor import Executor as GraphQLCoreExecutor
 
 from memvault.schema.context import Context
 from memvault.schema.loaders import DataLoaders
-from tests.factories import add, create_session, create_user
+from tests.support.documents import add, create_session, create_user
 
 if TYPE_CHECKING:
-    from tests.conftest import GraphQLClient
+    from tests.support.graphql import GraphQLClient
+
+# The executor that breaks the cycle is the fast path's; plain Strawberry leaves it to the collector.
+pytestmark = pytest.mark.fast_path
 
 REQUESTS = [
     """{ session(sessionId: "s-1") { memoryCount

@@ -20,6 +20,7 @@ FIELDS = {
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
+@pytest.mark.slow
 def test_bench_reports_every_scenario_as_json() -> None:
     command = [
         sys.executable, "-m", "memvault", "bench", "--json", "--duration", "0.5", "--concurrency", "2",

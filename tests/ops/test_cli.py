@@ -18,9 +18,9 @@ import pytest
 from pymongo import MongoClient
 
 from memvault.cli import main as cli_main
-from memvault.db.documents import now_ms
 from memvault.db.engine import EmbeddedEngine
 from memvault.db.purge import purge
+from memvault.db.queries import now_ms
 
 EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
 COMMANDS = ["serve", "export-schema", "purge", "keys", "bench"]  # DESIGN.md's commands
@@ -190,6 +190,7 @@ def purge_target(tmp_path: Path) -> Any:
     yield clean_env(MEMVAULT_DATA_DIR=str(data_dir)), with_db
 
 
+@pytest.mark.slow
 def test_purge_command_on_an_empty_store(purge_target: Any, tmp_path: Path) -> None:
     env, _ = purge_target
     result = run(["purge", "--older-than", "0"], env=env, cwd=tmp_path)
@@ -205,6 +206,7 @@ def test_purge_command_on_an_empty_store(purge_target: Any, tmp_path: Path) -> N
         assert not (data_dir / "engine.pid").exists(), "the command's engine was left running"
 
 
+@pytest.mark.slow
 def test_purge_command_removes_old_soft_deleted_data(purge_target: Any, tmp_path: Path) -> None:
     env, with_db = purge_target
     recent = now_ms()
@@ -225,6 +227,7 @@ def test_purge_command_removes_old_soft_deleted_data(purge_target: Any, tmp_path
     assert with_db(_remaining) == {name: {"live"} for name in COLLECTIONS}
 
 
+@pytest.mark.slow
 def test_purge_defaults_to_purge_after(purge_target: Any, tmp_path: Path) -> None:
     env, _ = purge_target
     result = run(["purge"], env={**env, "MEMVAULT_PURGE_AFTER": "42"}, cwd=tmp_path)

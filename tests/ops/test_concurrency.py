@@ -1,6 +1,6 @@
 """Concurrency: racing writers never lose, duplicate or reorder a memory (issue 6).
 
-Every test checks the stored documents directly (``check_session``), not only what the API
+Every test checks the stored documents directly (``check_session``, tests/support/documents.py), not only what the API
 answers: each uuid stored once, ``seq`` unique per session and increasing in each call's input
 order, ``memory_count`` equal to the live memories (0 for a deleted session).
 
@@ -12,14 +12,8 @@ processes sharing one database, the way a scaled-out deployment runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,75 +25,36 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from memvault.db.engine import free_port
+from tests.support.commands import (
+    Hold,
+    deletion_cascade_of,
+    memory_count_increment,
+    once,
+    then_set,
+)
+from tests.support.documents import (
+    ADD_MEMORIES_BRIEF,
+    DELETE_SESSION,
+    PROJECT,
+    check_session,
+    tagged_memories,
+)
+from tests.support.merge_oracle import rfc7396
+from tests.support.server import LiveServer, serve_environment, serving
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from tests.conftest import GraphQLClient
+    from tests.support.graphql import GraphQLClient
 
 Db = AsyncDatabase[dict[str, Any]]
-PROJECT = "default"
 
-ADD = """mutation($input: AddMemoriesInput!) {
-  addMemories(input: $input) {
-    session { sessionId memoryCount }
-    memories { uuid seq content }
-  }
-}"""
 READ_SESSION = """query($id: String!) {
   session(sessionId: $id) { memoryCount memories(first: 100) { totalCount nodes { uuid seq } } }
 }"""
-DELETE_SESSION = "mutation($id: String!) { deleteSession(sessionId: $id) { deleted } }"
 RESTORE_SESSION = "mutation($id: String!) { restoreSession(sessionId: $id) { memoryCount } }"
 
 
 # ---------------------------------------------------------------------------------------------
-# Checking what is stored
-
-
-async def check_session(
-    db: Db, session_id: str, calls: list[list[str]], *, project: str = PROJECT
-) -> dict[str, dict[str, Any]]:
-    """Assert the storage invariants of one session; return its memories by uuid.
-
-    ``calls`` are the uuid lists of the calls that were acknowledged: each of their uuids must be
-    stored (once), and the stored ``seq`` must increase in each call's order.
-    """
-    docs = await db["memories"].find({"project_id": project, "session_id": session_id}).to_list()
-    counts = Counter(doc["uuid"] for doc in docs)
-    assert not [u for u, n in counts.items() if n > 1], f"duplicated memories: {counts}"
-    seqs = [doc["seq"] for doc in docs]
-    assert len(seqs) == len(set(seqs)), f"seq not unique in {session_id}: {sorted(seqs)}"
-    by_uuid = {doc["uuid"]: doc for doc in docs}
-    for call in calls:
-        missing = [u for u in call if u not in by_uuid]
-        assert not missing, f"acknowledged memories lost: {missing}"
-        call_seqs = [by_uuid[u]["seq"] for u in call]
-        assert all(a < b for a, b in itertools.pairwise(call_seqs)), (call, call_seqs)
-    sessions = (
-        await db["sessions"].find({"project_id": project, "session_id": session_id}).to_list()
-    )
-    assert len(sessions) == 1, sessions
-    session = sessions[0]
-    live = sum(1 for doc in docs if not doc["deleted_ms"])
-    if session["deleted_ms"]:
-        assert live == 0, f"{live} live memories in deleted session {session_id}"
-        assert session["memory_count"] == 0, session
-    else:
-        assert session["memory_count"] == live, (session["memory_count"], live)
-    assert all(seq <= session["next_seq"] for seq in seqs), (seqs, session["next_seq"])
-    return by_uuid
-
-
-def memory_inputs(uuids: list[str | None], tag: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for i, uuid in enumerate(uuids):
-        item: dict[str, Any] = {"roleType": "USER", "content": f"{tag} #{i}"}
-        if uuid is not None:
-            item["uuid"] = uuid
-        items.append(item)
-    return items
+# Racing calls, and what their answers and the stored documents must show
 
 
 @dataclass
@@ -116,14 +71,14 @@ def fifty_calls(session_id: str, seed: int) -> Plan:
     originals: list[list[dict[str, Any]]] = []
     for call in range(25):
         uuids: list[str | None] = [f"{session_id}-c{call}-{i}" for i in range(rng.randint(1, 6))]
-        originals.append(memory_inputs(uuids, f"{session_id}/c{call}"))
+        originals.append(tagged_memories(uuids, f"{session_id}/c{call}"))
     calls = list(originals)
     calls += [list(rng.choice(originals)) for _ in range(15)]  # identical retries
     for extra in range(5):  # a retry that also carries the next messages
         base = rng.choice(originals)
-        more = memory_inputs([f"{session_id}-x{extra}-{i}" for i in range(2)], f"x{extra}")
+        more = tagged_memories([f"{session_id}-x{extra}-{i}" for i in range(2)], f"x{extra}")
         calls.append(base + more)
-    calls += [memory_inputs([None] * rng.randint(1, 4), f"anon{n}") for n in range(5)]
+    calls += [tagged_memories([None] * rng.randint(1, 4), f"anon{n}") for n in range(5)]
     rng.shuffle(calls)
     assert len(calls) == 50
     return Plan(session_id, calls)
@@ -173,13 +128,13 @@ async def test_fifty_concurrent_add_memories_with_retries_store_each_once_in_ord
     plan = fifty_calls("s-race", seed=6 + session_exists)
     if session_exists:
         await gql.ok(
-            ADD,
-            {"input": {"sessionId": plan.session_id, "memories": memory_inputs(["pre"], "pre")}},
+            ADD_MEMORIES_BRIEF,
+            {"input": {"sessionId": plan.session_id, "memories": tagged_memories(["pre"], "pre")}},
         )
 
     results = await asyncio.gather(
         *(
-            gql.ok(ADD, {"input": {"sessionId": plan.session_id, "memories": call}})
+            gql.ok(ADD_MEMORIES_BRIEF, {"input": {"sessionId": plan.session_id, "memories": call}})
             for call in plan.calls
         )
     )
@@ -204,6 +159,7 @@ async def test_identical_concurrent_add_memories_all_succeed_with_one_answer(
     await race_identical_calls(gql, db, calls=calls, size=size, stored_before=stored_before)
 
 
+@pytest.mark.slow
 async def test_identical_add_memories_racing_document_by_document_all_succeed(
     gql: GraphQLClient, db: Db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,12 +192,17 @@ async def race_identical_calls(
     each memory stored once, in call order, answered with its stored seq and content."""
     sid = "s-retries"
     uuids = [f"{sid}-{i}" for i in range(size)]
-    call = memory_inputs(list(uuids), sid)
+    call = tagged_memories(list(uuids), sid)
     if stored_before:
-        await gql.ok(ADD, {"input": {"sessionId": sid, "memories": call[:stored_before]}})
+        await gql.ok(
+            ADD_MEMORIES_BRIEF, {"input": {"sessionId": sid, "memories": call[:stored_before]}}
+        )
 
     bodies = await asyncio.gather(
-        *(gql.raw(ADD, {"input": {"sessionId": sid, "memories": call}}) for _ in range(calls))
+        *(
+            gql.raw(ADD_MEMORIES_BRIEF, {"input": {"sessionId": sid, "memories": call}})
+            for _ in range(calls)
+        )
     )
 
     failed = [b["errors"] for b in bodies if b.get("errors")]
@@ -300,19 +261,6 @@ async def test_fifty_concurrent_metadata_merges_keep_every_key(
     assert len(expected["nested"]) == len([i for i in range(50) if i % 3 == 1])
 
 
-def rfc7396(target: Any, patch: Any) -> Any:
-    """JSON Merge Patch as RFC 7396 section 2 writes it (the test's own, not memvault.db.merge)."""
-    if isinstance(patch, dict):
-        result = dict(target) if isinstance(target, dict) else {}
-        for name, value in patch.items():
-            if value is None:
-                result.pop(name, None)
-            else:
-                result[name] = rfc7396(result.get(name), value)
-        return result
-    return patch
-
-
 @pytest.mark.parametrize("state", ["new", "soft-deleted"])
 async def test_concurrent_create_user_of_one_id_one_wins(
     gql: GraphQLClient, db: Db, state: str
@@ -356,6 +304,7 @@ async def after(delay: float, coro: Any) -> Any:
     return await coro
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adders", [1, 3])
 async def test_concurrent_delete_session_and_add_memories_is_one_order_or_the_other(
     gql: GraphQLClient, db: Db, adders: int
@@ -369,13 +318,17 @@ async def test_concurrent_delete_session_and_add_memories_is_one_order_or_the_ot
         sid = f"s{round_}"
         pre = [f"{sid}-pre{i}" for i in range(3)]
         await gql.ok(
-            ADD, {"input": {"sessionId": sid, "memories": memory_inputs(list(pre), "pre")}}
+            ADD_MEMORIES_BRIEF,
+            {"input": {"sessionId": sid, "memories": tagged_memories(list(pre), "pre")}},
         )
         calls: list[list[str]] = [[f"{sid}-a{a}-{i}" for i in range(3)] for a in range(adders)]
         adds = [
             after(
                 rng.uniform(0, 0.005),
-                gql.ok(ADD, {"input": {"sessionId": sid, "memories": memory_inputs(list(c), "a")}}),
+                gql.ok(
+                    ADD_MEMORIES_BRIEF,
+                    {"input": {"sessionId": sid, "memories": tagged_memories(list(c), "a")}},
+                ),
             )
             for c in calls
         ]
@@ -409,65 +362,12 @@ async def test_concurrent_delete_session_and_add_memories_is_one_order_or_the_ot
     print(f"orders seen: {dict(orders)}")
 
 
-class Hold:
-    """Fault injection in process: the first database call of ``method`` that ``matches`` is held
-    back until ``release`` is set, as a slow network, a GC pause or a stalled process would hold
-    it; ``reached`` is set when it gets there and ``done`` once it has run. This forces, in a
-    fixed order, the interleavings that random timing reaches only rarely."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, method: str, matches: Any) -> None:
-        original = getattr(AsyncCollection, method)
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-        self.done = asyncio.Event()
-
-        async def held(coll: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
-            if self.reached.is_set() or not matches(coll.name, *args):
-                return await original(coll, *args, **kwargs)
-            self.reached.set()
-            await asyncio.wait_for(self.release.wait(), 30)
-            try:
-                return await original(coll, *args, **kwargs)
-            finally:
-                self.done.set()
-
-        monkeypatch.setattr(AsyncCollection, method, held)
-
-
-async def once(event: asyncio.Event, coro: Any) -> Any:
-    """Run ``coro`` once ``event`` is set."""
-    await asyncio.wait_for(event.wait(), 30)
-    return await coro
-
-
-async def then_set(event: asyncio.Event, coro: Any) -> Any:
-    """Run ``coro``, then set ``event`` (also when it fails)."""
-    try:
-        return await coro
-    finally:
-        event.set()
-
-
-def deletion_cascade_of(session_id: str) -> Any:
-    """The update that soft-deletes a session's memories with the deletion's token."""
-
-    def matches(name: str, query: dict[str, Any], update: dict[str, Any], *rest: Any) -> bool:
-        token = update.get("$set", {}).get("deletion_id")
-        return name == "memories" and query.get("session_id") == session_id and bool(token)
-
-    return matches
-
-
-def memory_count_increment(
-    name: str, query: dict[str, Any], update: dict[str, Any], *rest: Any
-) -> bool:
-    """The update that adds an addMemories call's memories to the session's count."""
-    return name == "sessions" and update.get("$inc", {}).get("memory_count", 0) > 0
-
-
 async def seed_session(gql: GraphQLClient, sid: str) -> list[str]:
     pre = [f"{sid}-pre{i}" for i in range(3)]
-    await gql.ok(ADD, {"input": {"sessionId": sid, "memories": memory_inputs(list(pre), "pre")}})
+    await gql.ok(
+        ADD_MEMORIES_BRIEF,
+        {"input": {"sessionId": sid, "memories": tagged_memories(list(pre), "pre")}},
+    )
     return pre
 
 
@@ -479,11 +379,11 @@ async def test_lagging_deletion_cascade_spares_the_revived_sessions_memories(
     pre = await seed_session(gql, "s1")
     cascade = Hold(monkeypatch, "update_many", deletion_cascade_of("s1"))
     later = ["b0", "b1", "b2"]
-    add_later = {"input": {"sessionId": "s1", "memories": memory_inputs(list(later), "b")}}
+    add_later = {"input": {"sessionId": "s1", "memories": tagged_memories(list(later), "b")}}
 
     await asyncio.gather(
         gql.ok(DELETE_SESSION, {"id": "s1"}),  # marks the session, then waits at its cascade
-        once(cascade.reached, then_set(cascade.release, gql.ok(ADD, add_later))),
+        once(cascade.reached, then_set(cascade.release, gql.ok(ADD_MEMORIES_BRIEF, add_later))),
     )
 
     assert cascade.done.is_set()
@@ -505,17 +405,17 @@ async def test_add_straddling_a_deletion_and_a_revival_is_not_counted(
     count_a = Hold(monkeypatch, "find_one_and_update", memory_count_increment)
     cascade = Hold(monkeypatch, "update_many", deletion_cascade_of("s1"))
     first, later = ["a0", "a1", "a2"], ["b0", "b1", "b2"]
-    add_first = {"input": {"sessionId": "s1", "memories": memory_inputs(list(first), "a")}}
-    add_later = {"input": {"sessionId": "s1", "memories": memory_inputs(list(later), "b")}}
+    add_first = {"input": {"sessionId": "s1", "memories": tagged_memories(list(first), "a")}}
+    add_later = {"input": {"sessionId": "s1", "memories": tagged_memories(list(later), "b")}}
 
     async def cascade_then_count() -> None:
         await asyncio.wait_for(cascade.done.wait(), 30)
         count_a.release.set()
 
     await asyncio.gather(
-        gql.ok(ADD, add_first),  # stores, then waits at its count
+        gql.ok(ADD_MEMORIES_BRIEF, add_first),  # stores, then waits at its count
         once(count_a.reached, gql.ok(DELETE_SESSION, {"id": "s1"})),  # waits at its cascade
-        once(cascade.reached, then_set(cascade.release, gql.ok(ADD, add_later))),
+        once(cascade.reached, then_set(cascade.release, gql.ok(ADD_MEMORIES_BRIEF, add_later))),
         cascade_then_count(),
     )
 
@@ -529,90 +429,6 @@ async def test_add_straddling_a_deletion_and_a_revival_is_not_counted(
 
 # ---------------------------------------------------------------------------------------------
 # Over TCP: real server processes
-
-
-def served_env(**overrides: str) -> dict[str, str]:
-    """The environment of a served process: no stray ``MEMVAULT_*``, quiet logs, no purge."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
-    env.update(MEMVAULT_LOG_LEVEL="WARNING", MEMVAULT_PURGE_INTERVAL="0")
-    env.update(overrides)
-    return env
-
-
-class ServedApp:
-    """One ``python -m memvault serve`` process on a free loopback port; its stderr goes to a file."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], name: str = "serve") -> None:
-        self.workdir = workdir
-        self.env = env
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{name}-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def start(self) -> ServedApp:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-        return self
-
-    async def wait_ready(self, within: float = 30.0) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        pytest.fail(f"server not ready within {within}s:\n{self.log}")
-
-    def stop(self, stop_signal: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Signal the process and wait for it (kill it if it does not stop); its exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(stop_signal)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            pytest.fail(f"server did not stop within {timeout}s:\n{self.log}")
-
-
-@contextlib.asynccontextmanager
-async def serving(*apps: ServedApp) -> AsyncIterator[tuple[ServedApp, ...]]:
-    """Start the servers, wait until each is ready, and always stop them afterwards."""
-    try:
-        for app in apps:
-            app.start()
-        for app in apps:
-            await app.wait_ready()
-        yield apps
-    finally:
-        for app in apps:
-            if app.proc is not None and app.proc.poll() is None:
-                app.proc.send_signal(signal.SIGTERM)
-        for app in apps:
-            if app.proc is not None:
-                try:
-                    app.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    app.proc.kill()
-                    app.proc.wait(timeout=10)
 
 
 async def post_ok(
@@ -632,17 +448,15 @@ async def test_two_server_processes_fifty_concurrent_add_memories_over_tcp(
 ) -> None:
     """Two API processes on one database, eight client connections each, 50 racing calls with
     retries: the database-level guarantees hold across processes, not just inside one."""
-    env = served_env(
-        MEMVAULT_MONGODB_URI=mongo_uri,
-        MEMVAULT_DATABASE=db.name,
-        MEMVAULT_DATA_DIR=str(tmp_path / "data"),
+    env = serve_environment(
+        tmp_path / "data", quiet=True, MEMVAULT_MONGODB_URI=mongo_uri, MEMVAULT_DATABASE=db.name
     )
-    apps = (ServedApp(tmp_path, env, "a"), ServedApp(tmp_path, env, "b"))
+    apps = (LiveServer(env, tmp_path, "a"), LiveServer(env, tmp_path, "b"))
     plans = [fifty_calls(f"tcp{n}", seed=600 + n) for n in range(2)]
     async with serving(*apps):
         clients = [
             httpx.AsyncClient(
-                base_url=apps[i % 2].base, timeout=60, limits=httpx.Limits(max_connections=4)
+                base_url=apps[i % 2].url, timeout=60, limits=httpx.Limits(max_connections=4)
             )
             for i in range(8)
         ]
@@ -650,7 +464,7 @@ async def test_two_server_processes_fifty_concurrent_add_memories_over_tcp(
             jobs = [
                 post_ok(
                     clients[(n * 50 + i) % len(clients)],
-                    ADD,
+                    ADD_MEMORIES_BRIEF,
                     {"input": {"sessionId": plan.session_id, "memories": call}},
                 )
                 for n, plan in enumerate(plans)

@@ -10,7 +10,7 @@ import pytest
 
 from memvault.config import PREFIX, Settings, SettingsError, settings_table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_no_variables_means_the_defaults() -> None:

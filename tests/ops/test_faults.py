@@ -27,23 +27,13 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from memvault.db.engine import GUARD_MODULE, EmbeddedEngine, connect
-from tests.conftest import GraphQLClient, snapshot
-from tests.test_concurrency import (
-    ADD,
-    Hold,
-    ServedApp,
-    check_session,
-    memory_count_increment,
-    memory_inputs,
-    once,
-    served_env,
-    serving,
-    then_set,
-)
+from tests.support.commands import Hold, memory_count_increment, once, then_set
+from tests.support.documents import ADD_MEMORIES_BRIEF, check_session, tagged_memories
+from tests.support.graphql import GraphQLClient, snapshot
+from tests.support.server import EXTERNAL_URI, LiveServer, engine_pid, serve_environment, serving
 
 Db = AsyncDatabase[dict[str, Any]]
 
-EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
 embedded_only = pytest.mark.skipif(
     EXTERNAL_URI is not None, reason="stops and starts its own embedded engine"
 )
@@ -62,7 +52,7 @@ FREEZE_S = 6.0  # well over the bound: a request that hangs through the freeze f
 
 def batch(session_id: str, n: int, tag: str = "m") -> dict[str, Any]:
     uuids: list[str | None] = [f"{session_id}-{tag}{i}" for i in range(n)]
-    return {"sessionId": session_id, "memories": memory_inputs(uuids, tag)}
+    return {"sessionId": session_id, "memories": tagged_memories(uuids, tag)}
 
 
 def with_bad_item(index: int, **fields: Any) -> dict[str, Any]:
@@ -99,12 +89,12 @@ async def test_rejected_add_memories_writes_nothing(gql: GraphQLClient, db: Db, 
     await gql.ok(
         'mutation { a: createUser(input: {userId: "u1"}) { userId } b: createUser(input: {userId: "u2"}) { userId } }'
     )
-    await gql.ok(ADD, {"input": {**batch("other", 2), "userId": "u1"}})
-    await gql.ok(ADD, {"input": batch("s-old", 2, "old")})
+    await gql.ok(ADD_MEMORIES_BRIEF, {"input": {**batch("other", 2), "userId": "u1"}})
+    await gql.ok(ADD_MEMORIES_BRIEF, {"input": batch("s-old", 2, "old")})
     before = await snapshot(db)
     data, code = REJECTED[case]
 
-    error = await gql.error(ADD, {"input": data})
+    error = await gql.error(ADD_MEMORIES_BRIEF, {"input": data})
 
     assert error["extensions"]["code"] == code, error
     assert await snapshot(db) == before
@@ -121,12 +111,14 @@ async def test_conflict_found_while_writing_stores_none_of_the_call(
         return name == "memories" and docs[0]["session_id"] == "s1"
 
     insert = Hold(monkeypatch, "insert_many", first_insert_into)
-    mine = {"sessionId": "s1", "memories": memory_inputs(["a0", "x", "a2"], "a")}
-    theirs = {"sessionId": "s2", "memories": memory_inputs(["x"], "b")}
+    mine = {"sessionId": "s1", "memories": tagged_memories(["a0", "x", "a2"], "a")}
+    theirs = {"sessionId": "s2", "memories": tagged_memories(["x"], "b")}
 
     mine_body, theirs_body = await asyncio.gather(
-        gql.raw(ADD, {"input": mine}),  # checked its uuids, now waits to insert
-        once(insert.reached, then_set(insert.release, gql.raw(ADD, {"input": theirs}))),
+        gql.raw(ADD_MEMORIES_BRIEF, {"input": mine}),  # checked its uuids, now waits to insert
+        once(
+            insert.reached, then_set(insert.release, gql.raw(ADD_MEMORIES_BRIEF, {"input": theirs}))
+        ),
     )
 
     assert insert.done.is_set()
@@ -136,7 +128,9 @@ async def test_conflict_found_while_writing_stores_none_of_the_call(
     await check_session(db, "s1", [])
     await check_session(db, "s2", [["x"]])
     before = await snapshot(db)
-    assert (await gql.error(ADD, {"input": mine}))["extensions"]["code"] == "CONFLICT"
+    assert (await gql.error(ADD_MEMORIES_BRIEF, {"input": mine}))["extensions"][
+        "code"
+    ] == "CONFLICT"
     assert await snapshot(db) == before
 
 
@@ -147,11 +141,11 @@ async def test_call_cut_off_after_storing_is_completed_by_a_retry(
     before they are counted. The client saw no answer; its retry with the same uuids answers
     them all, stores none twice, in order. ``memoryCount`` stays short by the cut-off call's
     memories, as the README's Guarantees section says."""
-    await gql.ok(ADD, {"input": batch("s1", 2, "pre")})
+    await gql.ok(ADD_MEMORIES_BRIEF, {"input": batch("s1", 2, "pre")})
     count = Hold(monkeypatch, "find_one_and_update", memory_count_increment)
     call = batch("s1", 5, "cut")
 
-    request = asyncio.create_task(gql.raw(ADD, {"input": call}))
+    request = asyncio.create_task(gql.raw(ADD_MEMORIES_BRIEF, {"input": call}))
     await asyncio.wait_for(count.reached.wait(), 30)  # stored, about to count
     request.cancel()  # the process dies here: no answer, nothing more done
     with pytest.raises(asyncio.CancelledError):
@@ -161,7 +155,7 @@ async def test_call_cut_off_after_storing_is_completed_by_a_retry(
     uuids = [m["uuid"] for m in call["memories"]]
     stored = await check_session_allowing_short_count(db, "s1", [uuids], short_by=5)
     assert set(stored) == {*uuids, "s1-pre0", "s1-pre1"}
-    retried = (await gql.ok(ADD, {"input": call}))["addMemories"]
+    retried = (await gql.ok(ADD_MEMORIES_BRIEF, {"input": call}))["addMemories"]
     assert [m["uuid"] for m in retried["memories"]] == uuids
     assert [m["seq"] for m in retried["memories"]] == [stored[u]["seq"] for u in uuids]
     assert await db["memories"].count_documents({"session_id": "s1"}) == 7
@@ -255,7 +249,7 @@ class Load:
                 if self.stop.is_set():
                     return
                 data = batch(sid, 1 + n % 4, f"c{n}-")
-                ok, _ = await self._request(client, ADD, {"input": data})
+                ok, _ = await self._request(client, ADD_MEMORIES_BRIEF, {"input": data})
                 if ok:
                     self.outcome.acked[sid].append([m["uuid"] for m in data["memories"]])
                     if self.recovered_at is not None:
@@ -294,10 +288,6 @@ class Load:
         jobs += [self.reader(r) for r in range(self.readers)]
         jobs.append(self.watch_ready(started))
         return [asyncio.create_task(job) for job in jobs]
-
-
-def engine_pid(data_dir: Path) -> int:
-    return int((data_dir / "engine.pid").read_text().strip())
 
 
 def is_engine_of(pid: int, data_dir: Path) -> bool:
@@ -354,7 +344,7 @@ async def check_outage_outcome(load: Load, data_dir: Path) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=load.base, timeout=30) as http:
         for data in outcome.failed:  # a bot retries what was not acknowledged
             response = await http.post(
-                "/graphql", json={"query": ADD, "variables": {"input": data}}
+                "/graphql", json={"query": ADD_MEMORIES_BRIEF, "variables": {"input": data}}
             )
             assert response.status_code == 200, response.text
             assert not error_codes(response), response.text
@@ -394,21 +384,21 @@ def summary(load: Load, **extra: Any) -> str:
 
 
 @pytest.fixture
-def engine_server(tmp_path: Path) -> ServedApp:
-    env = served_env(
-        MEMVAULT_DATA_DIR=str(tmp_path / "data"), MEMVAULT_DB_TIMEOUT_MS=str(DB_TIMEOUT_MS)
+def engine_server(tmp_path: Path) -> LiveServer:
+    env = serve_environment(
+        tmp_path / "data", quiet=True, MEMVAULT_DB_TIMEOUT_MS=str(DB_TIMEOUT_MS)
     )
-    return ServedApp(tmp_path, env)
+    return LiveServer(env, tmp_path)
 
 
 @embedded_only
 @pytest.mark.slow
 async def test_engine_killed_under_load_then_back_loses_no_acknowledged_memory(
-    engine_server: ServedApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    engine_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir = tmp_path / "data"
     async with serving(engine_server):
-        load = Load(engine_server.base)
+        load = Load(engine_server.url)
         started = time.monotonic()
         tasks = load.tasks(started)
         try:
@@ -438,14 +428,14 @@ async def test_engine_killed_under_load_then_back_loses_no_acknowledged_memory(
 @embedded_only
 @pytest.mark.slow
 async def test_frozen_engine_gives_quick_service_unavailable_not_a_hang(
-    engine_server: ServedApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    engine_server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """SIGSTOP: the engine's sockets stay open but nothing answers (a hung server, a network
     partition). Requests must not wait for it: SERVICE_UNAVAILABLE within the bound."""
     data_dir = tmp_path / "data"
     async with serving(engine_server):
         pid = engine_pid(data_dir)
-        load = Load(engine_server.base)
+        load = Load(engine_server.url)
         started = time.monotonic()
         tasks = load.tasks(started)
         frozen = False
@@ -488,28 +478,31 @@ async def test_sigterm_lets_in_flight_requests_finish(
     no error), stored in full, and the process exits 0 once they are done."""
     data_dir = tmp_path / "data"
     if EXTERNAL_URI is None:  # its own engine: the shutdown also stops that engine last
-        env = served_env(MEMVAULT_DATA_DIR=str(data_dir), MEMVAULT_LOG_LEVEL="INFO")
+        env = serve_environment(data_dir, quiet=True, MEMVAULT_LOG_LEVEL="INFO")
     else:
-        env = served_env(
-            MEMVAULT_DATA_DIR=str(data_dir),
+        env = serve_environment(
+            data_dir,
+            quiet=True,
             MEMVAULT_LOG_LEVEL="INFO",
             MEMVAULT_MONGODB_URI=mongo_uri,
             MEMVAULT_DATABASE=db.name,
         )
-    server = ServedApp(tmp_path, env)
+    server = LiveServer(env, tmp_path)
     async with serving(server):
-        async with httpx.AsyncClient(base_url=server.base, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             calls = [batch(f"big{i}", 1000) for i in range(4)]
             requests = [
                 asyncio.create_task(
-                    client.post("/graphql", json={"query": ADD, "variables": {"input": data}})
+                    client.post(
+                        "/graphql", json={"query": ADD_MEMORIES_BRIEF, "variables": {"input": data}}
+                    )
                 )
                 for data in calls
             ]
             await asyncio.sleep(0.3)  # received and being written (one batch alone takes ~0.8 s)
             assert not any(r.done() for r in requests), "the batches finished before SIGTERM"
-            assert server.proc is not None
-            server.proc.send_signal(signal.SIGTERM)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
             responses = await asyncio.gather(*requests)
             with pytest.raises(httpx.TransportError):  # it no longer accepts connections
                 await client.get("/healthz", headers={"connection": "close"})

@@ -8,19 +8,20 @@ test is in process: what the endpoint does with a body cut off by a disconnect.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from memvault.main import create_app
-from tests.test_serve import Server
+from tests.support.asgi import running
+from tests.support.server import EXTERNAL_URI, LiveServer, serve_environment
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
 
@@ -32,25 +33,24 @@ MAX_HEADER_BYTES = 32768  # the default
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("http-limits")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
-    env.update(
-        MEMVAULT_DATA_DIR=str(tmp / "data"),
+    env = serve_environment(
+        tmp / "data",
         MEMVAULT_HEADER_TIMEOUT=str(TIMEOUT_S),
         MEMVAULT_BODY_TIMEOUT=str(TIMEOUT_S),
         MEMVAULT_KEEP_ALIVE_TIMEOUT=str(TIMEOUT_S),
     )
-    if os.environ.get("MEMVAULT_MONGODB_URI"):
-        env["MEMVAULT_MONGODB_URI"] = os.environ["MEMVAULT_MONGODB_URI"]
-    served = Server(tmp, tmp / "data", env).start()
+    if EXTERNAL_URI is not None:
+        env["MEMVAULT_MONGODB_URI"] = EXTERNAL_URI
+    served = LiveServer(env, tmp).start()
     try:
         yield served
     finally:
         assert served.stop() == 0, served.log
 
 
-def connect(server: Server) -> socket.socket:
+def connect(server: LiveServer) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=BOUND_S)
     sock.settimeout(BOUND_S)
     return sock
@@ -87,22 +87,17 @@ def read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 GET = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n"
 
 
-def test_a_connection_that_sends_nothing_is_closed(server: Server) -> None:
+@pytest.mark.slow
+def test_a_connection_that_sends_nothing_is_closed(server: LiveServer) -> None:
     with connect(server) as sock:
         assert read_until_closed(sock) == b""
 
 
-def test_an_unfinished_head_gets_408_and_the_close(server: Server) -> None:
+@pytest.mark.slow
+def test_an_unfinished_head_gets_408_and_the_close(server: LiveServer) -> None:
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-a: ")
         answer = read_until_closed(sock)
@@ -110,7 +105,8 @@ def test_an_unfinished_head_gets_408_and_the_close(server: Server) -> None:
     assert b'"code":"REQUEST_TIMEOUT"' in answer
 
 
-def test_a_body_sent_a_byte_at_a_time_is_cut(server: Server) -> None:
+@pytest.mark.slow
+def test_a_body_sent_a_byte_at_a_time_is_cut(server: LiveServer) -> None:
     body = b'{"query": "{ __typename }"}'.ljust(200)
     head = b"POST /graphql HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
     head += b"content-length: %d\r\n\r\n" % len(body)
@@ -138,7 +134,8 @@ def test_a_body_sent_a_byte_at_a_time_is_cut(server: Server) -> None:
     assert b"body" in answer
 
 
-def test_a_kept_alive_client_is_served_then_closed_when_idle(server: Server) -> None:
+@pytest.mark.slow
+def test_a_kept_alive_client_is_served_then_closed_when_idle(server: LiveServer) -> None:
     with connect(server) as sock:
         for _ in range(3):
             sock.sendall(GET)
@@ -158,7 +155,8 @@ def test_a_kept_alive_client_is_served_then_closed_when_idle(server: Server) -> 
         assert read_until_closed(sock) == b""  # idle past MEMVAULT_KEEP_ALIVE_TIMEOUT
 
 
-def test_a_head_over_the_limit_gets_431_and_the_close(server: Server) -> None:
+@pytest.mark.slow
+def test_a_head_over_the_limit_gets_431_and_the_close(server: LiveServer) -> None:
     head = b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-big: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n"
     with connect(server) as sock:
         sock.sendall(head)
@@ -170,12 +168,11 @@ def test_a_head_over_the_limit_gets_431_and_the_close(server: Server) -> None:
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
 
 
-def test_many_huge_heads_leave_memory_bounded(server: Server) -> None:
+@pytest.mark.slow
+def test_many_huge_heads_leave_memory_bounded(server: LiveServer) -> None:
     """Eight clients each stream 8 MiB of one header line at once: each is refused after the
     limit, and the server's memory does not grow by what they sent (64 MiB)."""
-    assert server.proc is not None
-    pid = server.proc.pid
-    before = rss_mb(pid)
+    before = server.rss_mb()
     peak = before
     chunk = b"a" * 65536
     socks = [connect(server) for _ in range(8)]
@@ -186,7 +183,7 @@ def test_many_huge_heads_leave_memory_bounded(server: Server) -> None:
             for sock in socks:
                 with contextlib.suppress(OSError):  # refused and closed: nothing more to send
                     sock.sendall(chunk)
-            peak = max(peak, rss_mb(pid))
+            peak = max(peak, server.rss_mb())
         answers = [read_until_closed(sock) for sock in socks]
     finally:
         for sock in socks:
@@ -236,7 +233,7 @@ async def test_a_body_cut_off_by_a_disconnect_is_not_run(
         "server": ("t", 80),
     }
     app = create_app(settings, client=mongo_client)
-    async with app.router.lifespan_context(app):
-        await app(scope, receive, send)
+    async with running(app) as served:
+        await served(scope, receive, send)
     assert sent == []
     assert await db["users"].count_documents({}) == 0

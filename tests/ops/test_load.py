@@ -23,7 +23,8 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.test_concurrency import ADD, ServedApp, check_session, served_env, serving
+from tests.support.documents import ADD_MEMORIES_BRIEF, check_session
+from tests.support.server import LiveServer, serve_environment, serving
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -151,7 +152,7 @@ class Client:
             "userId": user_of(session),
             "memories": memories,
         }
-        answer = await self.post("add", ADD, {"input": data})
+        answer = await self.post("add", ADD_MEMORIES_BRIEF, {"input": data})
         if answer is None:
             return
         got = answer["addMemories"]["memories"]
@@ -166,7 +167,7 @@ class Client:
     async def retry(self) -> None:
         call = self.rng.choice(self.mine)
         data = {"sessionId": call.session_id, "memories": call.memories}
-        answer = await self.post("retry", ADD, {"input": data})
+        answer = await self.post("retry", ADD_MEMORIES_BRIEF, {"input": data})
         if answer is None:
             return
         got = answer["addMemories"]["memories"]
@@ -236,15 +237,13 @@ class Client:
 async def test_load_32_clients_mixed_reads_and_writes_lose_and_duplicate_nothing(
     db: Db, mongo_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = served_env(
-        MEMVAULT_MONGODB_URI=mongo_uri,
-        MEMVAULT_DATABASE=db.name,
-        MEMVAULT_DATA_DIR=str(tmp_path / "data"),
+    env = serve_environment(
+        tmp_path / "data", quiet=True, MEMVAULT_MONGODB_URI=mongo_uri, MEMVAULT_DATABASE=db.name
     )
-    server = ServedApp(tmp_path, env)
+    server = LiveServer(env, tmp_path)
     stats = Stats()
     async with serving(server):
-        async with httpx.AsyncClient(base_url=server.base, timeout=30) as setup:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as setup:
             for u in range(USERS):
                 response = await setup.post(
                     "/graphql",
@@ -255,7 +254,7 @@ async def test_load_32_clients_mixed_reads_and_writes_lose_and_duplicate_nothing
                 assert response.status_code == 200, response.text
                 assert not response.json().get("errors"), response.text
         started = time.monotonic()
-        clients = [Client(i, server.base, stats, started + SECONDS) for i in range(CLIENTS)]
+        clients = [Client(i, server.url, stats, started + SECONDS) for i in range(CLIENTS)]
         await asyncio.gather(*(client.run() for client in clients))
         elapsed = time.monotonic() - started
         log = server.log

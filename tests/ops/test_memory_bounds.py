@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.test_serve import serve_env, servers  # noqa: F401  (fixtures)
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -28,13 +26,6 @@ HUGE = 3 * 1024 * 1024  # bytes of input per request: 120 MB per kind
 MAX_GROWTH_MB = 100  # keeping the inputs would cost more than this for each kind alone
 CURSOR_QUERY = "query($c: String) { users(first: 1, after: $c) { totalCount } }"
 QUERY = {"query": "{ __typename }"}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def random_text(size: int) -> str:
@@ -61,31 +52,29 @@ def cursor() -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
-def test_huge_inputs_do_not_grow_the_servers_memory(servers: Any) -> None:  # noqa: F811
+def test_huge_inputs_do_not_grow_the_servers_memory(servers: Any) -> None:
     server = servers().start()
-    assert server.proc is not None
-    pid = server.proc.pid
     growth: dict[str, float] = {}
     answers: dict[str, set[str]] = {}
-    with httpx.Client(base_url=server.base, timeout=60) as http:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
 
         def post(json: dict[str, Any], **headers: str) -> httpx.Response:
             return http.post("/graphql", json=json, headers=headers)
 
         def phase(name: str, send: Callable[[], httpx.Response]) -> None:
-            before = rss_mb(pid)
+            before = server.rss_mb()
             answers[name] = {answer(send()) for _ in range(REQUESTS)}
-            growth[name] = rss_mb(pid) - before
+            growth[name] = server.rss_mb() - before
 
         for _ in range(20):  # warm: first-use allocations are not growth
             post({"query": CURSOR_QUERY, "variables": {"c": None}})
-        start = rss_mb(pid)
+        start = server.rss_mb()
         # under any server's header limit (6 KB), then over most (3 MB: ours, or the server's 431)
         phase("6 KB Authorization", lambda: post(QUERY, authorization=bearer(6144)))
         phase("3 MB Authorization", lambda: post(QUERY, authorization=bearer(HUGE)))
         phase("3 MB cursor", lambda: post({"query": CURSOR_QUERY, "variables": {"c": cursor()}}))
         phase("3 MB document", lambda: post({"query": "{ __typename } #" + random_text(HUGE)}))
-        total = rss_mb(pid) - start
+        total = server.rss_mb() - start
     report = ", ".join(f"{name} {mb:+.0f} MB" for name, mb in growth.items())
     assert all(mb < MAX_GROWTH_MB for mb in growth.values()), report
     assert total < MAX_GROWTH_MB, f"{total:+.0f} MB in all ({report})"

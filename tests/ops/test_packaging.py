@@ -3,7 +3,11 @@ what they pin, from the default index, with hashes."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -12,14 +16,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME_LOCK = ROOT / "requirements.lock"
 DEV_LOCK = ROOT / "requirements-dev.lock"
 PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\$")
 HASH = re.compile(r"^\s+--hash=(sha256:[0-9a-f]{64})(?: \\)?$")
 
-# app/schema/executor.py subclasses and calls into these packages' execution internals.
+# The fast path subclasses and calls into these packages' internals (app/schema/_upstream.py).
 COUPLED = ["strawberry-graphql", "graphql-core"]
 
 
@@ -123,3 +127,46 @@ def test_readme_refreshes_both_locks() -> None:
         assert re.search(
             rf"pip-compile .*--generate-hashes .* -o {lock.name} pyproject\.toml", readme
         )
+
+
+def test_installed_beside_a_projects_own_app_package(tmp_path: Path) -> None:
+    """``pip install .`` into a bot project that has its own ``app`` package (issue 14, item 1):
+    both import, each its own; the install adds no top-level ``app`` and carries every package of
+    app/ (dependencies come from this venv)."""
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ there
+    shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    install = subprocess.run(
+        [*pip, "--no-build-isolation", "--target", str(site), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert not (site / "app").exists()
+    packages = {
+        path.parent.relative_to(ROOT / "app") for path in (ROOT / "app").rglob("__init__.py")
+    }
+    installed = {path.parent.relative_to(site / "memvault") for path in site.rglob("__init__.py")}
+    assert installed == packages
+
+    bot = tmp_path / "bot"
+    (bot / "app").mkdir(parents=True)
+    (bot / "app" / "__init__.py").write_text("")
+    (bot / "app" / "client.py").write_text('WHO = "the bot"\n')
+    check = (
+        "import app.client, memvault.client; from memvault.client import MemvaultClient;"
+        " print(app.client.WHO); print(memvault.client.__file__)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(bot), str(site)])}
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=bot, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "the bot",
+        str(site / "memvault" / "client" / "__init__.py"),
+    ]

@@ -15,7 +15,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from memvault.config import Settings
 from memvault.db import users as user_repo
 from memvault.main import create_app
-from tests.conftest import GraphQLClient
+from tests.support.asgi import running
+from tests.support.graphql import GraphQLClient
 
 
 async def test_purge_task_hard_deletes_after_the_delay(
@@ -26,8 +27,8 @@ async def test_purge_task_hard_deletes_after_the_delay(
     app = create_app(
         dataclasses.replace(settings, purge_interval=1, purge_after=0), client=mongo_client
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             gql = GraphQLClient(http)
             await gql.ok(
@@ -55,8 +56,8 @@ async def test_purge_keeps_recent_deletions(
     app = create_app(
         dataclasses.replace(settings, purge_interval=1, purge_after=3600), client=mongo_client
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             gql = GraphQLClient(http)
             await gql.ok('mutation { createUser(input: {userId: "u"}) { userId } }')

@@ -1,8 +1,9 @@
 """`memvault serve` as a user runs it: a real process, real HTTP, real signals.
 
-Each test starts ``python -m memvault serve`` on a free port with its own data directory (the embedded
-engine) or, when the suite runs against an external MongoDB (``MEMVAULT_MONGODB_URI``), with that
-URI and a database of its own; tests about the embedded engine itself are skipped then.
+Each test starts ``python -m memvault serve`` on a free port (``servers``, ``serve_env``: see
+tests/conftest.py) with its own data directory (the embedded engine) or, when the suite runs
+against an external MongoDB (``MEMVAULT_MONGODB_URI``), with that URI and a database of its own;
+tests about the embedded engine itself are skipped then.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,171 +22,11 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from memvault.db.engine import EmbeddedEngine, free_port, server_pid
+from memvault.db.engine import EmbeddedEngine, server_pid
 from memvault.db.engine_guard import ENGINE_MODULE
+from tests.support.server import EXTERNAL_URI, embedded_only, engine_pid, pid_running, wait_for
 
-EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
-embedded_only = pytest.mark.skipif(
-    EXTERNAL_URI is not None, reason="about the embedded engine; the suite runs on MongoDB"
-)
-
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
-
-
-def pid_running(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def engine_pid(data_dir: Path) -> int:
-    """The embedded engine's pid, as it wrote it in the data directory."""
-    return int((data_dir / "engine.pid").read_text().strip())
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-class Server:
-    """One ``memvault serve`` process; its stderr (the log) goes to a file."""
-
-    def __init__(self, workdir: Path, data_dir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.data_dir = data_dir
-        self.env = env
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / f"serve-{self.port}.stderr"
-        self.out_path = workdir / f"serve-{self.port}.stdout"
-
-    def start(self, *, wait: bool = True) -> Server:
-        with self.log_path.open("ab") as err, self.out_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "memvault", "serve", "--port", str(self.port)],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-            )
-        if wait:
-            self.wait_up()
-        return self
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_up(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log}")
-            try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server not up within {START_TIMEOUT_S}s:\n{self.log}")
-
-    def stop(self, stop_signal: signal.Signals = signal.SIGTERM) -> int:
-        """SIGTERM (or ``stop_signal``), wait; kill if it does not stop. Returns the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(stop_signal)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            pytest.fail(f"server ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log}")
-
-    def wait_exit(self, timeout: float) -> int:
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"server still running after {timeout}s:\n{self.log}")
-
-    def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = httpx.post(
-            self.base + "/graphql",
-            json={"query": query, "variables": variables or {}},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def ok(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = self.gql(query, variables)
-        assert not body.get("errors"), body
-        data: dict[str, Any] = body["data"]
-        return data
-
-
-@pytest.fixture
-def serve_env(tmp_path: Path) -> Any:
-    """The environment of a served process: no stray ``MEMVAULT_*``, a data dir in ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
-    env["MEMVAULT_DATA_DIR"] = str(tmp_path / "data")
-    database = None
-    if EXTERNAL_URI is not None:
-        database = f"serve_{uuid.uuid4().hex[:12]}"
-        env["MEMVAULT_MONGODB_URI"] = EXTERNAL_URI
-        env["MEMVAULT_DATABASE"] = database
-    yield env
-    if database is not None:
-        client: MongoClient[dict[str, Any]] = MongoClient(EXTERNAL_URI)
-        try:
-            client.drop_database(database)
-        finally:
-            client.close()
-
-
-@pytest.fixture
-def servers(tmp_path: Path, serve_env: dict[str, str]) -> Any:
-    """Makes servers on this test's data directory; stops every one of them afterwards."""
-    made: list[Server] = []
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-
-    def make(env: dict[str, str] | None = None) -> Server:
-        server = Server(workdir, tmp_path / "data", env or serve_env)
-        made.append(server)
-        return server
-
-    try:
-        yield make
-    finally:
-        for server in made:
-            if server.proc is not None and server.proc.poll() is None:
-                server.proc.send_signal(signal.SIGTERM)
-                try:
-                    server.proc.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    server.proc.kill()
-                    server.proc.wait(timeout=10)
-
+pytestmark = pytest.mark.slow  # each test starts memvault serve processes
 
 CREATE_USER = """mutation($id: String!) {
   createUser(input: {userId: $id, email: "ada@example.com", metadata: {lang: "en"}}) { userId }
@@ -200,15 +40,15 @@ def test_routes_answer(servers: Any) -> None:
     body = server.gql("{ __typename }")
     assert body == {"data": {"__typename": "Query"}}
 
-    page = httpx.get(server.base + "/graphql", headers={"Accept": "text/html"}, timeout=10)
+    page = httpx.get(server.url + "/graphql", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
     assert "graphiql" in page.text.lower()
 
-    health = httpx.get(server.base + "/healthz", timeout=5)
+    health = httpx.get(server.url + "/healthz", timeout=5)
     assert health.status_code == 200
     assert "server" not in health.headers  # the server software is not advertised
-    ready = httpx.get(server.base + "/readyz", timeout=5)
+    ready = httpx.get(server.url + "/readyz", timeout=5)
     assert ready.status_code == 200, ready.text
 
 
@@ -247,7 +87,7 @@ def test_stop_signal_stops_gracefully(servers: Any, stop_signal: signal.Signals)
         assert wait_for(lambda: not pid_running(pid), 5), f"engine {pid} still runs"
         assert not (server.data_dir / "engine.json").exists()
     with pytest.raises(httpx.TransportError):
-        httpx.get(server.base + "/healthz", timeout=1)
+        httpx.get(server.url + "/healthz", timeout=1)
 
 
 def test_data_survives_a_restart(servers: Any) -> None:
@@ -279,15 +119,15 @@ def test_killed_engine_is_restarted_and_data_kept(servers: Any) -> None:
     statuses = []
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        status = httpx.get(server.base + "/readyz", timeout=5).status_code
+        status = httpx.get(server.url + "/readyz", timeout=5).status_code
         statuses.append(status)
         if status == 503:
             break
     assert 503 in statuses, f"readyz never reported the engine down: {statuses}"
-    assert httpx.get(server.base + "/healthz", timeout=5).status_code == 200
+    assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
 
     assert wait_for(
-        lambda: httpx.get(server.base + "/readyz", timeout=5).status_code == 200, 15, 0.2
+        lambda: httpx.get(server.url + "/readyz", timeout=5).status_code == 200, 15, 0.2
     ), f"engine not back:\n{server.log}"
     restarted = re.compile(r"engine.*\b(back|restarted)\b", re.IGNORECASE)
     assert wait_for(lambda: restarted.search(server.log[log_before:]), 5), server.log[log_before:]
@@ -386,9 +226,9 @@ def test_engine_dies_with_a_killed_server_and_the_next_start_succeeds(
     first = servers().start()
     first.ok(CREATE_USER, {"id": "u-killed"})
     old_engine = engine_pid(first.data_dir)
-    assert first.proc is not None
-    first.proc.kill()
-    first.proc.wait(timeout=10)
+    assert first.process is not None
+    first.process.kill()
+    first.process.wait(timeout=10)
     if restart == "after":
         assert wait_for(lambda: not pid_running(old_engine), 10), f"engine {old_engine} outlived"
     second = servers().start()

@@ -14,17 +14,19 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from memvault import main
+from memvault import runtime
 from memvault.config import Settings
-from memvault.db.documents import Window, union_pipeline
 from memvault.db.engine import EmbeddedEngine, connect
+from memvault.db.queries import Window, union_pipeline
 from memvault.main import create_app
+from tests.support.asgi import running
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MEMVAULT_MONGODB_URI")), reason="stops and starts its own embedded engine"
 )
 
 
+@pytest.mark.slow
 async def test_outage_gives_service_unavailable_then_recovers(tmp_path: Path) -> None:
     engine = EmbeddedEngine(tmp_path / "engine")
     engine.start()
@@ -36,8 +38,8 @@ async def test_outage_gives_service_unavailable_then_recovers(tmp_path: Path) ->
     )
     app = create_app(settings, client=client)
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+        async with running(app) as served:
+            transport = httpx.ASGITransport(app=served)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
                 write = {"query": 'mutation { createUser(input: {userId: "before"}) { userId } }'}
                 assert (await http.post("/graphql", json=write)).json()["data"]
@@ -68,6 +70,7 @@ async def test_outage_gives_service_unavailable_then_recovers(tmp_path: Path) ->
         engine.stop()
 
 
+@pytest.mark.slow
 async def test_busy_engine_gives_service_unavailable_not_a_wait(
     mongo_uri: str,
     db: AsyncDatabase[dict[str, Any]],
@@ -82,7 +85,7 @@ async def test_busy_engine_gives_service_unavailable_not_a_wait(
     async def no_warm_up(*_: Any, **__: Any) -> int:  # start-up's warm-up is not tested here
         return 0
 
-    monkeypatch.setattr(main, "warm_up", no_warm_up)
+    monkeypatch.setattr(runtime, "warm_up", no_warm_up)
     served = dataclasses.replace(
         settings, mongodb_uri=mongo_uri, db_timeout_ms=300, auth_cache_seconds=3600
     )
@@ -96,8 +99,8 @@ async def test_busy_engine_gives_service_unavailable_not_a_wait(
         [window.pipeline({"seq_key": {"$gte": f"{n}", "$lt": f"{n}~"}}, "seq_key", projection)
          for n in range(300)],
     )  # fmt: skip
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with running(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             assert (await http.post("/graphql", json=query)).json() == {"data": {"session": None}}
 

@@ -1,8 +1,8 @@
 """The HTTP protocol's head limit and deadlines, driven byte by byte without a socket.
 
-``app/uvicorn_protocol.py`` subclasses uvicorn's internal httptools protocol: the first test
+``app/http/uvicorn_protocol.py`` subclasses uvicorn's internal httptools protocol: the first test
 names every internal it uses, so a uvicorn release that moves one fails here, by name.
-(``tests/test_http_limits.py`` checks the same behaviour on a served process.)
+(``tests/ops/test_http_limits.py`` checks the same behaviour on a served process.)
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import uvicorn
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.server import ServerState
 
-from memvault import uvicorn_protocol
-from memvault.uvicorn_protocol import HttpLimits, LimitedHttpToolsProtocol, protocol_class
+from memvault.http import uvicorn_protocol
+from memvault.http.uvicorn_protocol import HttpLimits, LimitedHttpToolsProtocol, protocol_class
 
 LIMIT = 2048
 TIMEOUT = 0.2

@@ -1,26 +1,18 @@
-"""GraphQL documents and small helpers shared by the user, session, memory and merge tests."""
+"""GraphQL documents and small factories: create, read and check users, sessions and memories
+through the API, and read what is stored."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
+import itertools
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
-from pymongo import monitoring
-
-from memvault.db.engine import connect
-from memvault.main import create_app
-from tests.conftest import GraphQLClient
-
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from pymongo.asynchronous.database import AsyncDatabase
 
-    from memvault.config import Settings
+    from tests.support.graphql import GraphQLClient
 
-COLLECTIONS = ("users", "sessions", "memories")
+PROJECT = "default"  # the project of anonymous requests in open mode
 
 USER = "id userId email firstName lastName metadata createdAt updatedAt"
 SESSION = "id sessionId userId metadata createdAt updatedAt memoryCount"
@@ -50,6 +42,13 @@ RESTORE_SESSION = f"""mutation($id: String!) {{ restoreSession(sessionId: $id) {
 ADD_MEMORIES = f"""mutation($input: AddMemoriesInput!) {{
   addMemories(input: $input) {{ session {{ {SESSION} }} memories {{ {MEMORY} }} }}
 }}"""
+# addMemories answering only what racing calls compare
+ADD_MEMORIES_BRIEF = """mutation($input: AddMemoriesInput!) {
+  addMemories(input: $input) {
+    session { sessionId memoryCount }
+    memories { uuid seq content }
+  }
+}"""
 UPDATE_MEMORY = (
     f"""mutation($input: UpdateMemoryInput!) {{ updateMemory(input: $input) {{ {MEMORY} }} }}"""
 )
@@ -65,43 +64,6 @@ LIST_USERS = """{ users(first: 100) { totalCount nodes { userId } } }"""
 LIST_SESSIONS = """query($user: String) {
   sessions(first: 100, filter: {userId: $user}) { totalCount nodes { sessionId } }
 }"""
-
-
-class CommandCounter(monitoring.CommandListener):
-    """Counts the database commands the app sends (not the handshake or monitoring)."""
-
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in {"hello", "ismaster", "isMaster", "endSessions"}:
-            self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-@contextlib.asynccontextmanager
-async def listened_app(
-    mongo_uri: str, settings: Settings, listener: monitoring.CommandListener
-) -> AsyncIterator[GraphQLClient]:
-    """The app on a client of its own that reports its commands to ``listener``, with a warm
-    key cache as in service (so what a test counts is the query's commands, not the auth
-    check's)."""
-    client = connect(mongo_uri, event_listeners=[listener])
-    app = create_app(dataclasses.replace(settings, auth_cache_seconds=60), client=client)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://memvault.test"
-            ) as http:
-                yield GraphQLClient(http)
-    finally:
-        await client.close()
 
 
 def _input(**fields: Any) -> dict[str, Any]:
@@ -159,6 +121,17 @@ def memory_inputs(
     items = [{"roleType": role_type, "content": content, **extra} for content in contents]
     for item, value in zip(items, uuids or [], strict=False):
         item["uuid"] = value
+    return items
+
+
+def tagged_memories(uuids: list[str | None], tag: str) -> list[dict[str, Any]]:
+    """One USER memory per uuid (None: the server makes it), contents ``<tag> #<i>``."""
+    items: list[dict[str, Any]] = []
+    for i, uuid in enumerate(uuids):
+        item: dict[str, Any] = {"roleType": "USER", "content": f"{tag} #{i}"}
+        if uuid is not None:
+            item["uuid"] = uuid
+        items.append(item)
     return items
 
 
@@ -247,15 +220,6 @@ async def stored_one(
     return docs[0]
 
 
-async def snapshot(db: AsyncDatabase[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The whole database, to prove a rejected call changed nothing."""
-    result: dict[str, list[dict[str, Any]]] = {}
-    for name in COLLECTIONS:
-        docs = await db[name].find({}).to_list()
-        result[name] = sorted(docs, key=lambda d: str(d["_id"]))
-    return result
-
-
 async def memory_count_of(db: AsyncDatabase[dict[str, Any]], session_id: str) -> tuple[int, int]:
     """(the session's stored memory_count, the number of its live memory documents)."""
     session = await stored_one(db, "sessions", session_id=session_id)
@@ -280,3 +244,41 @@ async def live_uuids(gql: GraphQLClient, session_id: str) -> list[str]:
     session = await get_session(gql, session_id)
     assert session is not None
     return [node["uuid"] for node in session["memories"]["nodes"]]
+
+
+async def check_session(
+    db: AsyncDatabase[dict[str, Any]],
+    session_id: str,
+    calls: list[list[str]],
+    *,
+    project: str = PROJECT,
+) -> dict[str, dict[str, Any]]:
+    """Assert the storage invariants of one session; return its memories by uuid.
+
+    ``calls`` are the uuid lists of the calls that were acknowledged: each of their uuids must be
+    stored (once), and the stored ``seq`` must increase in each call's order.
+    """
+    docs = await db["memories"].find({"project_id": project, "session_id": session_id}).to_list()
+    counts = Counter(doc["uuid"] for doc in docs)
+    assert not [u for u, n in counts.items() if n > 1], f"duplicated memories: {counts}"
+    seqs = [doc["seq"] for doc in docs]
+    assert len(seqs) == len(set(seqs)), f"seq not unique in {session_id}: {sorted(seqs)}"
+    by_uuid = {doc["uuid"]: doc for doc in docs}
+    for call in calls:
+        missing = [u for u in call if u not in by_uuid]
+        assert not missing, f"acknowledged memories lost: {missing}"
+        call_seqs = [by_uuid[u]["seq"] for u in call]
+        assert all(a < b for a, b in itertools.pairwise(call_seqs)), (call, call_seqs)
+    sessions = (
+        await db["sessions"].find({"project_id": project, "session_id": session_id}).to_list()
+    )
+    assert len(sessions) == 1, sessions
+    session = sessions[0]
+    live = sum(1 for doc in docs if not doc["deleted_ms"])
+    if session["deleted_ms"]:
+        assert live == 0, f"{live} live memories in deleted session {session_id}"
+        assert session["memory_count"] == 0, session
+    else:
+        assert session["memory_count"] == live, (session["memory_count"], live)
+    assert all(seq <= session["next_seq"] for seq in seqs), (seqs, session["next_seq"])
+    return by_uuid

@@ -1,32 +1,42 @@
-"""What the client tests share: a live memvault server over real TCP, and a proxy that drops
-connections. (No tests here; the fixtures that use these live in each test module.)
+"""The one live-server harness: ``memvault serve`` as a user runs it, a real process on a free
+loopback port (``memvault.bench.ServeProcess``), with test conveniences; and a proxy that drops
+connections.
 
-The server is the real application (``create_app``) served by uvicorn in a thread, on the test
-run's database server (``mongo_uri``) with a database of its own, so the sync client can talk to
-it from the test thread and the async client from the test loop.
+A served process gets this environment without any ``MEMVAULT_*`` variable, plus what the test
+sets: its own data directory (an embedded engine of its own) or the test run's database server
+and a database of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
-import uvicorn
+import httpx
+import pytest
 from pymongo import MongoClient
 
-from memvault.config import Settings
-from memvault.main import create_app
+from memvault.bench import ServeError, ServeProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
+    from collections.abc import AsyncIterator, Callable, Iterator
 
-START_TIMEOUT_S = 30.0
+EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
+embedded_only = pytest.mark.skipif(
+    EXTERNAL_URI is not None, reason="about the embedded engine; the suite runs on MongoDB"
+)
+STOP_TIMEOUT_S = 30.0
 
 
 def uid(prefix: str) -> str:
@@ -34,19 +44,112 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-@dataclass
-class LiveServer:
-    """memvault on 127.0.0.1:<port>, served from a thread."""
+def serve_environment(data_dir: Path, *, quiet: bool = False, **overrides: str) -> dict[str, str]:
+    """The environment of a served process: no stray ``MEMVAULT_*`` but the suite's
+    ``MEMVAULT_FAST_PATH``, ``data_dir`` as its data directory; ``quiet``: warnings only, no
+    purge task; ``overrides`` last."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MEMVAULT_") or k == "MEMVAULT_FAST_PATH"
+    }
+    env["MEMVAULT_DATA_DIR"] = str(data_dir)
+    if quiet:
+        env.update(MEMVAULT_LOG_LEVEL="WARNING", MEMVAULT_PURGE_INTERVAL="0")
+    env.update(overrides)
+    return env
 
-    mongo_uri: str
-    database: str
-    server: uvicorn.Server
-    thread: threading.Thread
-    port: int
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def engine_pid(data_dir: Path) -> int:
+    """The embedded engine's pid, as it wrote it in the data directory."""
+    return int((data_dir / "engine.pid").read_text().strip())
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def _proc_status_mb(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {key} for {pid}")
+
+
+class LiveServer(ServeProcess):
+    """One ``memvault serve`` process; failures to start or stop fail the test, with the log."""
+
+    def start(self, *, wait: bool = True) -> Self:
+        super().start()
+        if wait:
+            self.wait_up()
+        return self
+
+    def wait_up(self) -> None:
+        try:
+            self.wait_ready()
+        except ServeError as exc:
+            pytest.fail(str(exc))
+
+    async def ready(self) -> None:
+        await asyncio.to_thread(self.wait_up)
+
+    def stop(
+        self, stop_signal: signal.Signals = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S
+    ) -> int:
+        """``stop_signal``, then its exit code; fails the test if it does not stop in time."""
+        code = super().stop(stop_signal, timeout)
+        if code is None:
+            pytest.fail(f"server ignored {stop_signal.name} for {timeout:g}s:\n{self.log}")
+        return code
+
+    def halt(self) -> None:
+        """Stop it if it was started and still runs (clean-up: no failure)."""
+        if self.process is not None:
+            ServeProcess.stop(self)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self._started().wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"server still running after {timeout}s:\n{self.log}")
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def data_dir(self) -> Path:
+        return Path(self.env["MEMVAULT_DATA_DIR"])
+
+    @property
+    def database(self) -> str:
+        return self.env.get("MEMVAULT_DATABASE", "memvault")
+
+    @property
+    def mongo_uri(self) -> str:
+        """The database server it uses: the given one, or its embedded engine."""
+        given = self.env.get("MEMVAULT_MONGODB_URI")
+        if given:
+            return given
+        uri: str = json.loads((self.data_dir / "engine.json").read_text())["uri"]
+        return uri
 
     def mongo(self) -> MongoClient[dict[str, Any]]:
         return MongoClient(self.mongo_uri, serverSelectionTimeoutMS=5000)
@@ -56,47 +159,62 @@ class LiveServer:
         with self.mongo() as client:
             return list(client[self.database][collection].find(query, {"_id": 0}))
 
+    def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = httpx.post(
+            self.url + "/graphql", json={"query": query, "variables": variables or {}}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def ok(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = self.gql(query, variables)
+        assert not body.get("errors"), body
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def rss_mb(self) -> float:
+        """Its resident memory now (Linux ``/proc``)."""
+        return _proc_status_mb(self.pid, "VmRSS")
+
+    def peak_rss_mb(self) -> float:
+        """The most resident memory it has had."""
+        return _proc_status_mb(self.pid, "VmHWM")
+
+
+@contextlib.asynccontextmanager
+async def serving(*servers: LiveServer) -> AsyncIterator[tuple[LiveServer, ...]]:
+    """Start the servers, wait until each is ready, and always stop them afterwards."""
+    try:
+        for server in servers:
+            server.start(wait=False)
+        for server in servers:
+            await server.ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.halt()
+
 
 @contextlib.contextmanager
-def live_server(mongo_uri: str, data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
-    """A running server on a fresh database, stopped and its database dropped afterwards."""
+def live_server(mongo_uri: str, workdir: Path) -> Iterator[LiveServer]:
+    """A running server on a fresh database of ``mongo_uri`` (quiet, no key cache, no GraphiQL);
+    stopped and its database dropped afterwards."""
     database = f"c_{uuid.uuid4().hex[:16]}"
-    options: dict[str, Any] = {
-        "mongodb_uri": mongo_uri,
-        "database": database,
-        "data_dir": data_dir,
-        "purge_interval": 0,
-        "auth_cache_seconds": 0,
-        "graphiql": False,
-        "log_level": "WARNING",
-    }
-    settings = Settings(**(options | overrides))
-    # proto IPPROTO_TCP, as uvicorn's own sockets have it: asyncio sets TCP_NODELAY on accepted
-    # connections only then (without it, each response waits ~40 ms for a delayed ACK)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), log_config=None, log_level="warning", lifespan="on"
+    env = serve_environment(
+        workdir / "data",
+        quiet=True,
+        MEMVAULT_MONGODB_URI=mongo_uri,
+        MEMVAULT_DATABASE=database,
+        MEMVAULT_AUTH_CACHE_SECONDS="0",
+        MEMVAULT_GRAPHIQL="false",
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"memvault-{port}", daemon=True
-    )
-    live = LiveServer(mongo_uri, database, server, thread, port)
-    thread.start()
+    server = LiveServer(env, workdir)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the memvault test server did not start")
-            time.sleep(0.01)
-        yield live
+        yield server.start()
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        with live.mongo() as client:
+        server.halt()
+        with server.mongo() as client:
             client.drop_database(database)
 
 
