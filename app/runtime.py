@@ -116,7 +116,10 @@ async def start_runtime(
     )
     try:
         await _prepare(runtime)
-        if tune_gc:
+        # Only with the fast path: its executor frees a request's objects when the request ends.
+        # Plain Strawberry leaves each request in a reference cycle (variables included) that
+        # only a collection frees: rarer collections would hold hundreds of MB of them.
+        if tune_gc and settings.fast_path:
             tune_garbage_collector()
     except BaseException:
         await stop_runtime(runtime)
