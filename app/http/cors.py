@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
 
 from memvault.db.errors import DatabaseError
+from memvault.errors import BadRequest
 from memvault.runtime import runtime_of
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ class Cors:
         self.app = app
         self.any_origin = origins == ("*",)
         self.origins = frozenset(origins)
-        self.cors = CORSMiddleware(
+        self.cors = _CORSMiddleware(
             app,
             allow_origins=origins,
             allow_methods=METHODS,
@@ -69,3 +71,24 @@ class Cors:
             return not await authenticator.keys_exist()
         except DatabaseError:  # unknown: allow nothing
             return False
+
+
+class _CORSMiddleware(CORSMiddleware):
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """Starlette's, with a refusal (a method or header not allowed) as a GraphQL error,
+        like every other refusal of ``/graphql``; its CORS headers stay, so that the browser
+        reports why."""
+        response = super().preflight_response(request_headers)
+        if response.status_code < 300:
+            return response
+        error = BadRequest(bytes(response.body).decode())
+        body = {
+            "data": None,
+            "errors": [{"message": error.message, "extensions": {"code": error.code}}],
+        }
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.startswith("access-control-") or k == "vary"
+        }
+        return JSONResponse(body, status_code=response.status_code, headers=headers)

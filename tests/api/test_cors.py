@@ -98,6 +98,22 @@ async def test_allowed_origin_preflight_and_request(app_with: AppWith) -> None:
         assert fetched.headers["access-control-allow-origin"] == APP
 
 
+async def test_preflight_asking_for_more_is_refused_with_a_graphql_error(
+    app_with: AppWith,
+) -> None:
+    async with app_with(APP) as client:
+        for asked in (
+            preflight(APP, "x-custom"),
+            {**preflight(APP), "access-control-request-method": "PUT"},
+        ):
+            answered = await client.options("/graphql", headers=asked)
+            assert answered.status_code == 400
+            assert answered.headers["access-control-allow-origin"] == APP
+            errors = answered.json()["errors"]
+            assert [e["extensions"]["code"] for e in errors] == ["BAD_REQUEST"]
+            assert errors[0]["message"].startswith("Disallowed CORS")
+
+
 @pytest.mark.parametrize(
     "origin", [OTHER, APP + "/", "http://localhost:5174", "HTTP://LOCALHOST:5173", "null"]
 )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+URQL = f"{GRAPHQL_RESPONSE}, application/graphql+json, {JSON}, text/event-stream, multipart/mixed"
+APOLLO = f"{GRAPHQL_RESPONSE},{JSON};q=0.9"
 CREATE = 'mutation { createUser(input: {userId: "over-get"}) { userId } }'
 ROLE = """mutation($role: RoleType!) { addMemories(input: {sessionId: "s", memories: [
     {uuid: "m", roleType: $role, role: "a", content: "x"}]}) { session { sessionId } } }"""
@@ -51,6 +53,10 @@ CASES: dict[str, tuple[dict[str, Any], int, str, str | None, bool]] = {
     "query over GET, graphql-response": (get("{ __typename }", GRAPHQL_RESPONSE), 200, GRAPHQL_RESPONSE, None, True),
     "both accepted": (post("{ __typename }", f"{JSON};q=0.5, {GRAPHQL_RESPONSE}"), 200, GRAPHQL_RESPONSE, None, True),
     "graphql-response at q=0": (post("{ nope }", f"{GRAPHQL_RESPONSE};q=0, {JSON}"), 200, JSON, "GRAPHQL_VALIDATION_FAILED", True),
+    "urql's Accept": (post("{ __typename }", URQL), 200, GRAPHQL_RESPONSE, None, True),
+    "urql's Accept, validation failure": (post("{ nope }", URQL), 400, GRAPHQL_RESPONSE, "GRAPHQL_VALIDATION_FAILED", False),
+    "Apollo Client's Accept, validation failure": (post("{ nope }", APOLLO), 400, GRAPHQL_RESPONSE, "GRAPHQL_VALIDATION_FAILED", False),
+    "json and multipart accepted, validation failure": (post("{ nope }", f"{JSON}, multipart/mixed"), 200, JSON, "GRAPHQL_VALIDATION_FAILED", True),
     "neither accepted": (post("{ __typename }", "text/html"), 200, JSON, None, True),
     "mutation over GET": (get(CREATE), 405, JSON, "METHOD_NOT_ALLOWED", True),
     "mutation over GET, graphql-response": (get(CREATE, GRAPHQL_RESPONSE), 405, GRAPHQL_RESPONSE, "METHOD_NOT_ALLOWED", False),
