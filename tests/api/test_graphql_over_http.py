@@ -71,6 +71,7 @@ CASES: dict[str, tuple[dict[str, Any], int, str, str | None, bool]] = {
     "body not an object": ({"method": "POST", "headers": {"content-type": JSON}, "content": b"[1]"}, 400, JSON, "BAD_REQUEST", True),
     "no query": (post(variables={}), 400, JSON, "BAD_REQUEST", True),
     "query not a string": (post(query=5), 400, JSON, "BAD_REQUEST", True),
+    "GET, variables not JSON": ({"method": "GET", "params": {"query": "{ __typename }", "variables": "{"}}, 400, JSON, "BAD_REQUEST", True),
     "GET without a query": ({"method": "GET", "headers": {"accept": JSON}}, 400, JSON, "BAD_REQUEST", True),
     "parse failure, json": (post("{ users("), 200, JSON, "GRAPHQL_PARSE_FAILED", True),
     "parse failure, graphql-response": (post("{ users(", GRAPHQL_RESPONSE), 400, GRAPHQL_RESPONSE, "GRAPHQL_PARSE_FAILED", False),
@@ -125,6 +126,20 @@ async def test_unauthenticated_names_the_scheme(
             )
             assert bad_key.status_code == 401
             assert bad_key.headers["www-authenticate"] == "Bearer"
+
+
+async def test_graphiql_turned_off_is_a_graphql_404(
+    settings: Settings, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    app = create_app(dataclasses.replace(settings, graphiql=False), client=mongo_client)
+    async with (
+        running(app) as served,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as http,
+    ):
+        response = await http.get("/graphql", headers={"accept": "text/html"})
+        assert response.status_code == 404
+        assert response.headers["content-type"] == JSON
+        assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["NOT_FOUND"]
 
 
 @pytest.mark.parametrize(
