@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 PREFIX = "MEMVAULT_"
+# What a browser sends in ``Origin``: scheme, host and port, lower case, nothing after them
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[a-z0-9.\-\[\]:]+")
 T = TypeVar("T")
 
 
@@ -66,6 +69,9 @@ class Settings:
     keep_alive_timeout: int = setting(5, "seconds an idle kept-alive connection stays open")
     fast_path: bool = setting(
         True, "`off` runs GraphQL as plain Strawberry: no shortcuts (see Performance)"
+    )
+    cors_origins: str = setting(
+        "", "browser origins that may call the API, comma-separated; empty: none (see Frontends)"
     )
 
     @classmethod
@@ -122,6 +128,21 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
+        self._check_cors_origins()
+
+    def _check_cors_origins(self) -> None:
+        origins = self.cors_origin_list
+        if "*" in origins and (len(origins) > 1 or self.auth == "required"):
+            raise SettingsError(
+                "MEMVAULT_CORS_ORIGINS=* must stand alone, and only while no API key exists"
+                " (not with MEMVAULT_AUTH=required): name the origins instead"
+            )
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise SettingsError(
+                    f"MEMVAULT_CORS_ORIGINS: {origin!r} is not an origin such as"
+                    " https://app.example.com or http://localhost:5173 (no path, no trailing /)"
+                )
 
     def _bound(self, name: str, op: Literal[">", ">="], low: float) -> tuple[bool, str]:
         """Whether setting ``name`` is ``op`` (``>`` or ``>=``) ``low``, and the error if not."""
@@ -130,6 +151,11 @@ class Settings:
             value > low if op == ">" else value >= low,
             f"{PREFIX}{name.upper()} must be {op} {low}",
         )
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``MEMVAULT_CORS_ORIGINS`` as a tuple of origins (``("*",)`` for any)."""
+        return tuple(origin.strip() for origin in self.cors_origins.split(",") if origin.strip())
 
     @property
     def embedded(self) -> bool:

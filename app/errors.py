@@ -73,3 +73,21 @@ class RequestTimeout(MemvaultError):
     """The client took longer than allowed to send its request (HTTP 408)."""
 
     code = "REQUEST_TIMEOUT"
+
+
+class BadRequest(MemvaultError):
+    """The HTTP request holds no GraphQL request (a body that is not JSON, no query, ...)."""
+
+    code = "BAD_REQUEST"
+
+
+class MethodNotAllowed(MemvaultError):
+    """HTTP 405: a method other than GET and POST, or a mutation over GET."""
+
+    code = "METHOD_NOT_ALLOWED"
+
+
+class UnsupportedMediaType(MemvaultError):
+    """HTTP 415: a POST body that is not ``application/json``."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"

@@ -9,7 +9,9 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
+from memvault.http.cors import Cors
 from memvault.http.routes import routes
 from memvault.runtime import start_runtime, stop_runtime
 
@@ -37,4 +39,6 @@ def create_app(
         finally:
             await stop_runtime(runtime)
 
-    return Starlette(routes=routes(settings), lifespan=lifespan)
+    origins = settings.cors_origin_list
+    middleware = [Middleware(Cors, origins=origins)] if origins else []
+    return Starlette(routes=routes(settings), lifespan=lifespan, middleware=middleware)

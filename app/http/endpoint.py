@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from memvault.db.errors import DatabaseError
-from memvault.errors import MemvaultError, PayloadTooLarge, ServiceUnavailable, Unauthenticated
-from memvault.http.view import GraphQLApp, plain_operation, request_id_of
+from memvault.errors import (
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from memvault.http.view import GraphQLApp, plain_operation, refusal, request_id_of
 from memvault.runtime import runtime_of
 
 if TYPE_CHECKING:
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("memvault")
+METHODS = ("GET", "POST")
 
 
 class GraphQLEndpoint:
@@ -40,7 +46,12 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        asgi = (scope, receive, send)
         request_id = request_id_of(request)
+        if request.method not in METHODS:
+            allowed = MethodNotAllowed(f"{request.method} is not allowed: use GET or POST")
+            await refusal(request, 405, allowed, {"Allow": ", ".join(METHODS)})(*asgi)
+            return
         if _wants_graphiql(request):
             await self.view(scope, receive, send)
             return
@@ -48,7 +59,7 @@ class GraphQLEndpoint:
         headers = request.headers
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
+            await refusal(request, 413, _too_large(limit))(*asgi)
             return
         runtime = runtime_of(request)
         try:  # before the body: a caller without a valid key costs no body's worth of memory
@@ -56,11 +67,17 @@ class GraphQLEndpoint:
                 headers.get("authorization")
             )
         except Unauthenticated as exc:
-            await _error_response(exc, 401, request_id)(scope, receive, send)
+            await refusal(request, 401, exc, {"WWW-Authenticate": "Bearer"})(*asgi)
             return
         except DatabaseError:
             unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
-            await _error_response(unavailable, 503, request_id)(scope, receive, send)
+            await refusal(request, 503, unavailable)(*asgi)
+            return
+        if request.method == "POST" and not _is_json(headers.get("content-type", "")):
+            unsupported = UnsupportedMediaType(
+                "the body must be JSON: Content-Type: application/json"
+            )
+            await refusal(request, 415, unsupported)(*asgi)
             return
         body = bytearray()
         more = request.method == "POST"
@@ -71,7 +88,7 @@ class GraphQLEndpoint:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > limit:
-                await _error_response(_too_large(limit), 413, request_id)(scope, receive, send)
+                await refusal(request, 413, _too_large(limit))(*asgi)
                 return
         payload = bytes(body)
         timeout = runtime.settings.request_timeout
@@ -100,7 +117,7 @@ class GraphQLEndpoint:
                 " stopped; ask for less, or try again shortly. A mutation may be partly done:"
                 " retry it with the same uuids."
             )
-            await _error_response(stopped, 200, request_id)(scope, receive, send)
+            await refusal(request, 200, stopped)(*asgi)
 
     async def graphql(self, request: Request, payload: bytes, send: Send) -> None:
         """Answer the request (whose body is ``payload``): the direct path (only with the fast
@@ -123,14 +140,8 @@ class GraphQLEndpoint:
         await self.view(request.scope, replay, send)
 
 
-def _error_response(error: MemvaultError, status: int, request_id: str) -> JSONResponse:
-    extensions: dict[str, Any] = {"code": error.code}
-    if status >= 500 or isinstance(error, ServiceUnavailable):
-        extensions["requestId"] = request_id
-    return JSONResponse(
-        {"data": None, "errors": [{"message": error.message, "extensions": extensions}]},
-        status_code=status,
-    )
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

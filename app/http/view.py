@@ -19,10 +19,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
+from memvault.errors import (
+    BadRequest,
+    MemvaultError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+)
 from memvault.runtime import runtime_of
 from memvault.schema._upstream import (
     CannotGetOperationTypeError,
@@ -31,7 +39,7 @@ from memvault.schema._upstream import (
     OperationType,
 )
 from memvault.schema.context import Context
-from memvault.schema.errors import OperationNameRequired, format_error
+from memvault.schema.errors import DocumentInvalid, OperationNameRequired, format_error
 from memvault.schema.fastpath.lean import execute_lean
 from memvault.schema.loaders import DataLoaders
 from memvault.schema.response import EncodedResponse, TooLarge, encode_capped, too_large
@@ -39,12 +47,11 @@ from memvault.security import Principal
 from memvault.validation import SURROGATE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from starlette.datastructures import Headers
-    from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.types import Send
+    from starlette.types import Receive, Scope, Send
     from starlette.websockets import WebSocket
     from strawberry.http import GraphQLHTTPResponse
 
@@ -55,7 +62,8 @@ log = logging.getLogger("memvault.graphql")
 
 NO_PROJECT = Principal(project_id="", scope="read")
 POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
-JSON_RESPONSE_TYPE = (b"content-type", b"application/json")
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -65,6 +73,23 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def __init__(self, schema: MemvaultSchema, **options: Any) -> None:
         super().__init__(schema, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's, with its refusals (plain text there) answered as GraphQL errors, and
+        its JSON answers in the media type the client accepts (:func:`response_type`)."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = refused_by_view(request, exc)
+        else:
+            if response.media_type == JSON:
+                response.status_code = answer_status(request, response.status_code)
+                response.headers["content-type"] = response_type(request.headers)
+        await response(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -134,6 +159,14 @@ class GraphQLApp(GraphQL[Context, None]):
         except OperationNameRequired as exc:
             sub_response.status_code = 400
             return ExecutionResult(data=None, errors=[exc.as_graphql_error()])
+        except HTTPException as exc:
+            cause = exc.__cause__
+            if isinstance(cause, CannotGetOperationTypeError):  # an unknown operationName
+                sub_response.status_code = 400
+                return ExecutionResult(data=None, errors=[unknown_operation(cause)])
+            if isinstance(cause, InvalidOperationTypeError):  # a mutation over GET
+                raise HTTPException(405, cause.as_http_error_reason(request.method)) from cause
+            raise
 
     async def process_result(
         self, request: Request | WebSocket, result: ExecutionResult
@@ -142,6 +175,11 @@ class GraphQLApp(GraphQL[Context, None]):
         if result.errors:
             request_id = request_id_of(request)
             data["errors"] = [format_error(error, request_id=request_id) for error in result.errors]
+            if result.data is None and not any(error.path for error in result.errors):
+                # A request error: nothing ran (a field error has a path)
+                request.state.request_error = True
+                if response_type(request.headers) == GRAPHQL_RESPONSE:
+                    del data["data"]  # the spec's sign that nothing ran
         if result.extensions:
             data["extensions"] = result.extensions
         return await self.encoded(request, data)
@@ -180,25 +218,90 @@ class GraphQLApp(GraphQL[Context, None]):
                 operation_extensions=operation.extensions,
             )
         except CannotGetOperationTypeError as exc:
-            refusal = PlainTextResponse(exc.as_http_error_reason(), status_code=400)
-            await refusal(request.scope, request.receive, send)
-            return
-        except InvalidOperationTypeError as exc:  # not for POST today; as the view answers it
-            refusal = PlainTextResponse(exc.as_http_error_reason("POST"), status_code=400)
-            await refusal(request.scope, request.receive, send)
-            return
+            status, result = 400, ExecutionResult(data=None, errors=[unknown_operation(exc)])
         except OperationNameRequired as exc:
             status, result = 400, ExecutionResult(data=None, errors=[exc.as_graphql_error()])
         encoded = self.encode_json(await self.process_result(request, result))
         body = encoded.encode() if isinstance(encoded, str) else encoded
+        media = response_type(request.headers)
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()), JSON_RESPONSE_TYPE],
+                "status": answer_status(request, status),
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", media.encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def response_type(headers: Headers) -> str:
+    """``application/graphql-response+json`` when the client accepts it (GraphQL over HTTP),
+    else ``application/json`` (also when it accepts neither: the spec allows it)."""
+    for item in headers.get("accept", "").split(","):
+        media, _, parameters = item.partition(";")
+        if media.strip().lower() == GRAPHQL_RESPONSE and not _refused(parameters):
+            return GRAPHQL_RESPONSE
+    return JSON
+
+
+def _refused(parameters: str) -> bool:
+    """Whether an Accept item's parameters give it weight 0 (``q=0``: not acceptable)."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value) <= 0
+            except ValueError:
+                return False
+    return False
+
+
+def answer_status(request: Request, status: int) -> int:
+    """An answer's HTTP status: 400 for a request error (nothing ran) when the client accepts
+    ``application/graphql-response+json``; as executed otherwise (200 for ``application/json``,
+    which older clients read as "not GraphQL" when it is not 200)."""
+    if (
+        status == 200
+        and getattr(request.state, "request_error", False)
+        and response_type(request.headers) == GRAPHQL_RESPONSE
+    ):
+        return 400
+    return status
+
+
+def unknown_operation(exc: CannotGetOperationTypeError) -> DocumentInvalid:
+    return DocumentInvalid(exc.as_http_error_reason())
+
+
+def refusal(
+    request: Request,
+    status: int,
+    error: MemvaultError,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The answer to a request refused before GraphQL ran: a GraphQL error whose
+    ``extensions.code`` says why, in the media type the client accepts."""
+    extensions: dict[str, Any] = {"code": error.code}
+    if status >= 500 or isinstance(error, ServiceUnavailable):
+        extensions["requestId"] = request_id_of(request)
+    media = response_type(request.headers)
+    body: dict[str, Any] = {"errors": [{"message": error.message, "extensions": extensions}]}
+    if media == JSON or status < 300:  # no data: nothing ran (graphql-response+json's sign)
+        body = {"data": None, **body}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=media)
+
+
+def refused_by_view(request: Request, exc: HTTPException) -> JSONResponse:
+    """Strawberry's refusal (plain text there) as a GraphQL error."""
+    if exc.status_code == 405:
+        allow = "POST" if request.method == "GET" else "GET, POST"
+        return refusal(request, 405, MethodNotAllowed(exc.reason), {"Allow": allow})
+    if exc.status_code == 404:  # GraphiQL's page while MEMVAULT_GRAPHIQL=false
+        return refusal(request, 404, NotFound(exc.reason))
+    return refusal(request, exc.status_code, BadRequest(exc.reason))
 
 
 def request_id_of(request: Request | WebSocket) -> str:

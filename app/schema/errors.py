@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 log = logging.getLogger("memvault.errors")
+# graphql-core appends its suggestions to the message: " Did you mean 'x' or 'y'?"
+SUGGESTION = re.compile(r" Did you mean .*\?$", re.DOTALL)
 
 ARGUMENTS = {
     Subject.USER_ID: "userId",
@@ -106,6 +109,10 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
         formatted["message"] = f"Internal server error (request id {request_id})"
     elif code == "SERVICE_UNAVAILABLE":
         formatted["message"] = "The database is unavailable; try again shortly"
+    elif not isinstance(error.original_error, MemvaultError):
+        # graphql-core's: no "Did you mean ...?" (names of fields, arguments, types, enum
+        # values), which would map the schema for a caller without introspection
+        formatted["message"] = SUGGESTION.sub("", error.message)
     extensions: dict[str, Any] = {"code": code}
     original = error.original_error
     field = argument_of(original) if isinstance(original, MemvaultError) else None

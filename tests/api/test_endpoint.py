@@ -35,6 +35,9 @@ WINDOW = """query($id: String!) { session(sessionId: $id) { sessionId memoryCoun
     memories(last: 2) { nodes { uuid role content } pageInfo { hasPreviousPage } } } }"""
 ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) {
     session { sessionId memoryCount } memories { uuid seq content } } }"""
+ADD_AS = """mutation($role: RoleType!) { addMemories(input: {sessionId: "s-2", memories: [
+    {uuid: "m-x", roleType: $role, role: "a", content: "x"}]}) { session { sessionId } } }"""
+ADD_USR = ADD_AS.replace("$role: RoleType!", "").replace("()", "").replace("$role", "USR")
 COSTLY = """{ sessions(first: 100) { nodes { memories(first: 100) { nodes { session {
     memories(first: 100) { nodes { seq } } } } } } } }"""
 COSTLY_BY = """query($n: Int) { sessions(first: $n) { nodes { memories(first: $n) { nodes {
@@ -91,6 +94,46 @@ REQUESTS: list[tuple[str, dict[str, str], bytes]] = [
     ("mutation error", JSON, body(query=ADD, variables={"input": {**SEED, "sessionId": ""}})),
     ("query too complex", JSON, body(query=COSTLY)),
     ("query too complex by a variable", JSON, body(query=COSTLY_BY, variables={"n": 100})),
+    ("enum variable misspelt", JSON, body(query=ADD_AS, variables={"role": "USR"})),
+    ("enum value misspelt", JSON, body(query=ADD_USR)),
+    ("unused variable", JSON, body(query="query($a: Int) { __typename }")),
+]
+# GraphQL over HTTP's own media type: 4xx without data when nothing ran, 200 otherwise
+GRAPHQL_RESPONSE = {"accept": "application/graphql-response+json"}
+REQUESTS += [
+    (f"{name}, graphql-response+json", {**headers, **GRAPHQL_RESPONSE}, payload)
+    for name, headers, payload in REQUESTS
+    if name
+    in {
+        "typename",
+        "missing session",
+        "unknown operation",
+        "two operations, no name",
+        "syntax error",
+        "unknown field",
+        "variable of the wrong type",
+        "missing variable",
+        "malformed JSON",
+        "batch",
+        "text/plain",
+        "mutation error",
+        "query too complex",
+        "enum variable misspelt",
+        "enum value misspelt",
+        "unused variable",
+    }
+]
+REQUESTS += [
+    (
+        "both types accepted",
+        {**JSON, "accept": "application/json, application/graphql-response+json;q=0.9"},
+        body(query="{ __typename }"),
+    ),
+    (
+        "graphql-response+json refused",
+        {**JSON, "accept": "application/graphql-response+json;q=0, application/json"},
+        body(query="{ nope }"),
+    ),
 ]
 
 
@@ -169,6 +212,28 @@ def test_plain_operation_takes_only_well_formed_json_operations() -> None:
         "mutation error",
         "query too complex",
         "query too complex by a variable",
+        "enum variable misspelt",
+        "enum value misspelt",
+        "unused variable",
+        "both types accepted",
+        "graphql-response+json refused",
+    } | {
+        f"{name}, graphql-response+json"
+        for name in (
+            "typename",
+            "missing session",
+            "unknown operation",
+            "two operations, no name",
+            "syntax error",
+            "unknown field",
+            "variable of the wrong type",
+            "missing variable",
+            "mutation error",
+            "query too complex",
+            "enum variable misspelt",
+            "enum value misspelt",
+            "unused variable",
+        )
     }
 
 
@@ -179,7 +244,16 @@ async def test_json_body_that_is_not_an_object_is_a_400(
     """Strawberry's view failed on these with a 500; both ways now refuse them."""
     response = await clients["direct"].post("/graphql", content=payload, headers=JSON)
     assert response.status_code == 400
-    assert response.text == "The request body must be a JSON object"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "data": None,
+        "errors": [
+            {
+                "message": "The request body must be a JSON object",
+                "extensions": {"code": "BAD_REQUEST"},
+            }
+        ],
+    }
 
 
 NAME_REQUIRED = {

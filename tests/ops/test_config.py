@@ -119,11 +119,23 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MEMVAULT_AUTH", "sometimes"),
         ("MEMVAULT_AUTH_CACHE_SECONDS", "-1"),
         ("MEMVAULT_MAX_BODY_BYTES", "10"),
+        ("MEMVAULT_CORS_ORIGINS", "https://app.example.com/"),
+        ("MEMVAULT_CORS_ORIGINS", "app.example.com"),
+        ("MEMVAULT_CORS_ORIGINS", "https://app.example.com/path"),
+        ("MEMVAULT_CORS_ORIGINS", "*,https://app.example.com"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(variable: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(variable)):
         Settings.from_env({variable: raw})
+
+
+def test_any_cors_origin_is_refused_when_keys_are_required() -> None:
+    with pytest.raises(SettingsError, match="MEMVAULT_CORS_ORIGINS"):
+        Settings.from_env({"MEMVAULT_CORS_ORIGINS": "*", "MEMVAULT_AUTH": "required"})
+    assert Settings.from_env({"MEMVAULT_CORS_ORIGINS": "*"}).cors_origin_list == ("*",)
+    listed = Settings.from_env({"MEMVAULT_CORS_ORIGINS": " http://localhost:5173 , https://a.b"})
+    assert listed.cors_origin_list == ("http://localhost:5173", "https://a.b")
 
 
 def test_default_page_size_is_checked_against_the_configured_maximum() -> None:
@@ -160,6 +172,7 @@ def _sample(name: str, default: object) -> tuple[str, object]:
         "log_level": ("WARNING", "WARNING"),
         "auth": ("required", "required"),
         "data_dir": ("/srv/memvault", Path("/srv/memvault")),
+        "cors_origins": ("https://app.example.com", "https://app.example.com"),
     }
     if name in special:
         return special[name]

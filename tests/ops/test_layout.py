@@ -35,6 +35,7 @@ ENTRY_MODULES = (
     "memvault.http.routes",
     "memvault.http.endpoint",
     "memvault.http.view",
+    "memvault.http.cors",
     "memvault.http.uvicorn_protocol",
 )
 
