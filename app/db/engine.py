@@ -136,11 +136,11 @@ def clear_stale_engine(data_dir: Path) -> None:
     there (one log line), or raise ``EngineError`` when a live process still uses it."""
     pid_path = data_dir / PID_FILE
     pid = _read_pid(pid_path)
-    if pid is None or not _running(pid):
+    if pid is None or not process_running(pid):
         return  # nothing runs; the engine itself replaces a PID file whose process is gone
     address = _read_json(data_dir / ADDRESS_FILE)
     owner = address.get("owner")
-    if address.get("pid") == pid and isinstance(owner, int) and _running(owner):
+    if address.get("pid") == pid and isinstance(owner, int) and process_running(owner):
         raise EngineError(
             f"data directory {data_dir} is in use by process {owner} (its engine is process "
             f"{pid}); stop that process or set MEMVAULT_DATA_DIR to another directory"
@@ -176,7 +176,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie, exited but not yet reaped, is not)."""
     try:
         os.kill(pid, 0)
@@ -212,7 +212,7 @@ def _terminate(pid: int) -> None:
             os.kill(pid, stop_signal)
         deadline = time.monotonic() + STOP_WAIT_S
         while time.monotonic() < deadline:
-            if not _running(pid):
+            if not process_running(pid):
                 return
             time.sleep(0.05)
 

@@ -18,7 +18,7 @@ from memvault.db import api_keys
 from memvault.errors import Unauthenticated
 from memvault.main import create_app
 from memvault.security import Authenticator
-from tests.support.asgi import running
+from tests.support.asgi import post_scope, running
 from tests.support.commands import CommandCounter, listened_app
 from tests.support.graphql import GraphQLClient, snapshot
 
@@ -324,20 +324,7 @@ async def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(
         headers = [(b"content-type", b"application/json"), (b"content-length", b"5000000")]
         if authorization is not None:
             headers.append((b"authorization", authorization))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/graphql",
-            "raw_path": b"/graphql",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        scope = post_scope(headers)
         async with running(app) as served:
             await served(scope, receive, send)
         assert sent[0]["status"] == 401, authorization

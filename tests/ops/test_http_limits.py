@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memvault.main import create_app
-from tests.support.asgi import running
+from tests.support.asgi import post_scope, running
 from tests.support.server import EXTERNAL_URI, LiveServer, serve_environment
 
 if TYPE_CHECKING:
@@ -214,24 +214,13 @@ async def test_a_body_cut_off_by_a_disconnect_is_not_run(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql",
-        "raw_path": b"/graphql",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
+    scope = post_scope(
+        [
             (b"host", b"t"),
             (b"content-type", b"application/json"),
             (b"content-length", str(declared).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("t", 80),
-    }
+        ]
+    )
     app = create_app(settings, client=mongo_client)
     async with running(app) as served:
         await served(scope, receive, send)

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from memvault.db.engine import EmbeddedEngine, server_pid
+from memvault.db.engine import EmbeddedEngine, process_running, server_pid
 from memvault.db.engine_guard import ENGINE_MODULE
-from tests.support.server import EXTERNAL_URI, embedded_only, engine_pid, pid_running, wait_for
+from tests.support.server import EXTERNAL_URI, embedded_only, engine_pid, wait_for
 
 pytestmark = pytest.mark.slow  # each test starts memvault serve processes
 
@@ -84,7 +84,7 @@ def test_stop_signal_stops_gracefully(servers: Any, stop_signal: signal.Signals)
     assert "Application shutdown complete" in server.log
     assert "Traceback" not in server.log, server.log
     if pid is not None:
-        assert wait_for(lambda: not pid_running(pid), 5), f"engine {pid} still runs"
+        assert wait_for(lambda: not process_running(pid), 5), f"engine {pid} still runs"
         assert not (server.data_dir / "engine.json").exists()
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/healthz", timeout=1)
@@ -99,7 +99,7 @@ def test_data_survives_a_restart(servers: Any) -> None:
         assert address["pid"] == pid
     assert first.stop() == 0, first.log
     if pid is not None:
-        assert wait_for(lambda: not pid_running(pid), 5), f"engine {pid} outlived the server"
+        assert wait_for(lambda: not process_running(pid), 5), f"engine {pid} outlived the server"
 
     second = servers().start()
     assert second.ok(READ_USER, {"id": "u-keep"}) == {
@@ -133,13 +133,13 @@ def test_killed_engine_is_restarted_and_data_kept(servers: Any) -> None:
     assert wait_for(lambda: restarted.search(server.log[log_before:]), 5), server.log[log_before:]
     new_pid = engine_pid(server.data_dir)
     assert new_pid != old_pid
-    assert pid_running(new_pid)
+    assert process_running(new_pid)
     assert json.loads((server.data_dir / "engine.json").read_text())["pid"] == new_pid
 
     assert server.ok(READ_USER, {"id": "u-crash"})["user"]["userId"] == "u-crash"
     server.ok(CREATE_USER, {"id": "u-after-crash"})
     assert server.stop() == 0, server.log
-    assert wait_for(lambda: not pid_running(new_pid), 5), f"engine {new_pid} still runs"
+    assert wait_for(lambda: not process_running(new_pid), 5), f"engine {new_pid} still runs"
 
 
 @embedded_only
@@ -173,7 +173,7 @@ def test_engine_start_timeout_fails_fast_and_leaves_no_engine(
     pid_file = data_dir / "engine.pid"
     if pid_file.exists():
         pid = engine_pid(data_dir)
-        assert wait_for(lambda: not pid_running(pid), 5), f"engine {pid} left running"
+        assert wait_for(lambda: not process_running(pid), 5), f"engine {pid} left running"
 
 
 @embedded_only
@@ -230,10 +230,12 @@ def test_engine_dies_with_a_killed_server_and_the_next_start_succeeds(
     first.process.kill()
     first.process.wait(timeout=10)
     if restart == "after":
-        assert wait_for(lambda: not pid_running(old_engine), 10), f"engine {old_engine} outlived"
+        assert wait_for(lambda: not process_running(old_engine), 10), (
+            f"engine {old_engine} outlived"
+        )
     second = servers().start()
     assert second.ok(READ_USER, {"id": "u-killed"})["user"]["userId"] == "u-killed"
-    assert not pid_running(old_engine)
+    assert not process_running(old_engine)
     assert "Traceback" not in second.log, second.log
     assert "already running" not in second.log, second.log
     assert second.stop() == 0, second.log

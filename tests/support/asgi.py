@@ -38,3 +38,22 @@ async def running(app: Starlette) -> AsyncIterator[Served]:
     """Run ``app``'s lifespan around the block."""
     async with app.router.lifespan_context(app) as state:
         yield Served(app, state or {})
+
+
+def post_scope(headers: list[tuple[bytes, bytes]], path: str = "/graphql") -> dict[str, Any]:
+    """The ASGI scope of a ``POST`` to ``path`` with these headers, for tests that drive the
+    app message by message (a body sent in pieces, a client that goes away)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }

@@ -60,21 +60,6 @@ def serve_environment(data_dir: Path, *, quiet: bool = False, **overrides: str) 
     return env
 
 
-def pid_running(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def engine_pid(data_dir: Path) -> int:
     """The embedded engine's pid, as it wrote it in the data directory."""
     return int((data_dir / "engine.pid").read_text().strip())
