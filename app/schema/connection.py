@@ -227,7 +227,10 @@ class PageInfo:
 @strawberry.type(description="An item of a page with its cursor.")
 class Edge(Generic[NodeT]):
     cursor: str = strawberry.field(
-        description="Opaque: give it as after or before to page from this item."
+        description=(
+            "This item's place in the list, opaque (do not build or parse it): give it as after"
+            " or before. One not made by this kind of list is BAD_USER_INPUT."
+        )
     )
     node: NodeT = strawberry.field(description="The item.")
 
@@ -281,12 +284,12 @@ RELAY_DESCRIPTIONS = {
         " MEMVAULT_MAX_PAGE_SIZE (100), not with last. Neither given:"
         " MEMVAULT_DEFAULT_PAGE_SIZE (20) from the start."
     ),
-    "after": "Page forward from after this cursor (an opaque endCursor or edge cursor).",
+    "after": "Only the items after this cursor (an endCursor or edge cursor of this list).",
     "last": (
         "Page backward: at most this many items from the end (or before `before`), still in"
         " the list's order; 0 to MEMVAULT_MAX_PAGE_SIZE (100), not with first."
     ),
-    "before": "Items before this cursor only (an opaque startCursor or edge cursor).",
+    "before": "Only the items before this cursor (a startCursor or edge cursor of this list).",
 }
 RELAY_ARGUMENTS = tuple(
     inspect.Parameter(

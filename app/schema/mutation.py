@@ -268,7 +268,8 @@ class Mutation:
 
     @mutation(
         "Create a session, or merge into it (reviving a deleted one); NOT_FOUND when userId is"
-        " not a live user, CONFLICT when the session has another user or its user is deleted."
+        " not a live user, CONFLICT when the session has another user (or, reviving it, its"
+        " user is deleted)."
         " Idempotent."
     )
     async def upsert_session(
