@@ -12,7 +12,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, get_type_hints
 
 import strawberry
 
@@ -205,45 +205,55 @@ class PageSource(Generic[RowT]):
 class PageInfo:
     source: strawberry.Private[PageSource[Any]]
 
-    @strawberry.field
+    @strawberry.field(description="Whether items exist after this page (within the filter).")
     async def has_next_page(self) -> bool:
         return await self.source.has_next_page()
 
-    @strawberry.field
+    @strawberry.field(description="Whether items exist before this page (within the filter).")
     async def has_previous_page(self) -> bool:
         return await self.source.has_previous_page()
 
-    @strawberry.field
+    @strawberry.field(description="The cursor of the page's first item; null when it is empty.")
     async def start_cursor(self) -> str | None:
         rows = await self.source.rows()
         return self.source.cursor(rows[0]) if rows else None
 
-    @strawberry.field
+    @strawberry.field(description="The cursor of the page's last item; null when it is empty.")
     async def end_cursor(self) -> str | None:
         rows = await self.source.rows()
         return self.source.cursor(rows[-1]) if rows else None
 
 
-@strawberry.type
+@strawberry.type(description="An item of a page with its cursor.")
 class Edge(Generic[NodeT]):
-    cursor: str
-    node: NodeT
+    cursor: str = strawberry.field(
+        description=(
+            "This item's place in the list, opaque (do not build or parse it): give it as after"
+            " or before. One not made by this kind of list is BAD_USER_INPUT."
+        )
+    )
+    node: NodeT = strawberry.field(description="The item.")
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "A page of a list (Relay connection), in the list's order; first/after page forward,"
+        " last/before backward."
+    )
+)
 class Connection(Generic[NodeT]):
     source: strawberry.Private[PageSource[Any]]
 
-    @strawberry.field
+    @strawberry.field(description="The page's items with their cursors.")
     async def edges(self) -> list[Edge[NodeT]]:
         rows = await self.source.rows()
         return [Edge(cursor=self.source.cursor(doc), node=self.source.to_node(doc)) for doc in rows]
 
-    @strawberry.field
+    @strawberry.field(description="The page's items (edges without cursors).")
     async def nodes(self) -> list[NodeT]:
         return await self.source.nodes()
 
-    @strawberry.field
+    @strawberry.field(description="Cursors of the page's ends and whether more items exist.")
     def page_info(self) -> PageInfo:
         return PageInfo(source=self.source)
 
@@ -268,8 +278,26 @@ def connection(
     return Connection(source=PageSource(plan, kind, fetch, count, to_node))
 
 
+RELAY_DESCRIPTIONS = {
+    "first": (
+        "Page forward: at most this many items from the start (or after `after`); 0 to"
+        " MEMVAULT_MAX_PAGE_SIZE (100), not with last. Neither given:"
+        " MEMVAULT_DEFAULT_PAGE_SIZE (20) from the start."
+    ),
+    "after": "Only the items after this cursor (an endCursor or edge cursor of this list).",
+    "last": (
+        "Page backward: at most this many items from the end (or before `before`), still in"
+        " the list's order; 0 to MEMVAULT_MAX_PAGE_SIZE (100), not with first."
+    ),
+    "before": "Only the items before this cursor (a startCursor or edge cursor of this list).",
+}
 RELAY_ARGUMENTS = tuple(
-    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=type_)
+    inspect.Parameter(
+        name,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[type_, strawberry.argument(description=RELAY_DESCRIPTIONS[name])],
+    )
     for name, type_ in get_type_hints(PageArgs).items()
 )
 """The arguments of every connection field: :class:`PageArgs`'s, in its order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import strawberry
 
@@ -19,13 +19,16 @@ from memvault.schema.inputs import (
     CreateSessionInput,
     CreateUserInput,
     MemoryInput,
+    SessionIdArgument,
     SessionInput,
     UpdateMemoryInput,
     UpdateSessionInput,
     UpdateUserInput,
     UpsertSessionInput,
     UpsertUserInput,
+    UserIdArgument,
     UserInput,
+    UuidArgument,
 )
 from memvault.schema.permissions import CanWrite, IsAdmin
 from memvault.schema.types import Memory, Session, User, datetime_to_ms
@@ -53,13 +56,22 @@ UNSET = strawberry.UNSET
 
 @strawberry.type(description="The session written to, and the memories of the call in input order.")
 class AddMemoriesPayload:
-    session: Session
-    memories: list[Memory]
+    session: Session = strawberry.field(
+        description="The session after the call (its memoryCount includes the new memories)."
+    )
+    memories: list[Memory] = strawberry.field(
+        description=(
+            "The call's memories in input order: each stored one, or for a uuid already stored"
+            " in the session the stored memory (first write wins); a deleted uuid is left out."
+        )
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The answer of a delete.")
 class DeletePayload:
-    deleted: bool
+    deleted: bool = strawberry.field(
+        description="Always true: a delete that finds nothing answers NOT_FOUND instead."
+    )
 
 
 def _optional_id(value: Any, settings: Settings, *, field: str) -> str | None:
@@ -110,7 +122,7 @@ def _new_memories(items: list[MemoryInput], settings: Settings) -> list[NewMemor
     check_count(len(items), field="memories", low=1, high=settings.max_memories_per_call)
     new = [
         NewMemory(
-            role_type=item.role_type.value,
+            role_type=cast("str", item.role_type.value),  # (typed as its enum_value)
             content=check_content(item.content, field=f"memories[{i}].content", settings=settings),
             uuid=_optional_id(item.uuid, settings, field=f"memories[{i}].uuid"),
             role=check_optional_text(
@@ -179,59 +191,142 @@ def _session(data: SessionInput) -> dict[str, Any]:
     return {"session_id": data.session_id, "user_id": data.user_id, "metadata": data.metadata}
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "Writes. Each needs a key with scope write (forgetUser: admin), else FORBIDDEN. Input"
+        " is checked before anything is written; invalid input is BAD_USER_INPUT naming the"
+        " field (extensions.field). The mutations of one document run one after another, each"
+        " on its own (no transaction). CONFLICT from too many concurrent writers of one item:"
+        " retry."
+    )
+)
 class Mutation:
-    @mutation("Create a user; ALREADY_EXISTS when a live user has the id.")
-    async def create_user(self, info: Info, input: CreateUserInput) -> User:
+    @mutation(
+        "Create a user; ALREADY_EXISTS when a live user has the id (a soft-deleted id starts a"
+        " fresh user)."
+    )
+    async def create_user(
+        self,
+        info: Info,
+        input: Annotated[CreateUserInput, strawberry.argument(description="The user.")],
+    ) -> User:
         return User.from_doc(await write(info, user_repo.create_user, **_user(input)))
 
-    @mutation("Create a user, or set the given fields and merge metadata.")
-    async def upsert_user(self, info: Info, input: UpsertUserInput) -> User:
+    @mutation(
+        "Create a user, or set the given fields and merge metadata (reviving a soft-deleted"
+        " user). Idempotent."
+    )
+    async def upsert_user(
+        self,
+        info: Info,
+        input: Annotated[
+            UpsertUserInput, strawberry.argument(description="The user and what to set.")
+        ],
+    ) -> User:
         return User.from_doc(await write(info, user_repo.upsert_user, **_user(input)))
 
-    @mutation("Set the given fields (null clears) and merge metadata.")
-    async def update_user(self, info: Info, input: UpdateUserInput) -> User:
+    @mutation(
+        "Set the given fields (null clears) and merge metadata of a live user; NOT_FOUND when"
+        " missing or deleted. Idempotent."
+    )
+    async def update_user(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateUserInput, strawberry.argument(description="The user and what to set.")
+        ],
+    ) -> User:
         return User.from_doc(await write(info, user_repo.update_user, **_user(input)))
 
-    @mutation("Soft-delete a user with their sessions and memories.")
-    async def delete_user(self, info: Info, user_id: str) -> DeletePayload:
+    @mutation(
+        "Soft-delete a live user with their sessions and memories: invisible to every read"
+        " from then on; NOT_FOUND when missing or deleted."
+    )
+    async def delete_user(self, info: Info, user_id: UserIdArgument) -> DeletePayload:
         await write(info, user_repo.delete_user, user_id=user_id)
         return DeletePayload(deleted=True)
 
-    @mutation("Erase a user and everything of theirs, now and for good.", scope=IsAdmin)
-    async def forget_user(self, info: Info, user_id: str) -> DeletePayload:
+    @mutation(
+        "Erase a user and everything of theirs, now and for good, soft-deleted or not (needs an"
+        " admin key); NOT_FOUND only when nothing of the user exists.",
+        scope=IsAdmin,
+    )
+    async def forget_user(self, info: Info, user_id: UserIdArgument) -> DeletePayload:
         await write(info, user_repo.forget_user, user_id=user_id)
         return DeletePayload(deleted=True)
 
-    @mutation("Create a session; ALREADY_EXISTS when live.")
-    async def create_session(self, info: Info, input: CreateSessionInput) -> Session:
+    @mutation(
+        "Create a session; ALREADY_EXISTS when a live one has the id (a soft-deleted id starts"
+        " a fresh session), NOT_FOUND when userId is not a live user."
+    )
+    async def create_session(
+        self,
+        info: Info,
+        input: Annotated[CreateSessionInput, strawberry.argument(description="The session.")],
+    ) -> Session:
         return Session.from_doc(await write(info, session_repo.create_session, **_session(input)))
 
-    @mutation("Create a session, or merge into it (reviving a deleted one).")
-    async def upsert_session(self, info: Info, input: UpsertSessionInput) -> Session:
+    @mutation(
+        "Create a session, or merge into it (reviving a deleted one); NOT_FOUND when userId is"
+        " not a live user, CONFLICT when the session has another user (or, reviving it, its"
+        " user is deleted)."
+        " Idempotent."
+    )
+    async def upsert_session(
+        self,
+        info: Info,
+        input: Annotated[
+            UpsertSessionInput, strawberry.argument(description="The session and what to merge.")
+        ],
+    ) -> Session:
         upsert = partial(session_repo.ensure_session, merge=True)
         return Session.from_doc(await write(info, upsert, **_session(input)))
 
-    @mutation("Merge metadata into a live session.")
-    async def update_session(self, info: Info, input: UpdateSessionInput) -> Session:
+    @mutation("Merge metadata into a live session; NOT_FOUND when missing or deleted. Idempotent.")
+    async def update_session(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateSessionInput, strawberry.argument(description="The session and what to merge.")
+        ],
+    ) -> Session:
         update = session_repo.update_session
         return Session.from_doc(
             await write(info, update, session_id=input.session_id, metadata=input.metadata)
         )
 
-    @mutation("Soft-delete a session and its memories.")
-    async def delete_session(self, info: Info, session_id: str) -> DeletePayload:
+    @mutation(
+        "Soft-delete a live session and its live memories (restoreSession undoes it);"
+        " NOT_FOUND when missing or deleted."
+    )
+    async def delete_session(self, info: Info, session_id: SessionIdArgument) -> DeletePayload:
         await write(info, session_repo.delete_session, session_id=session_id)
         return DeletePayload(deleted=True)
 
-    @mutation("Undelete a session and the memories its deletion took.")
-    async def restore_session(self, info: Info, session_id: str) -> Session:
+    @mutation(
+        "Undelete a session and exactly the memories its deletion took (not those deleted on"
+        " their own); a live session is answered as it is. NOT_FOUND when it never existed or"
+        " was erased, CONFLICT when its user is deleted."
+    )
+    async def restore_session(self, info: Info, session_id: SessionIdArgument) -> Session:
         return Session.from_doc(
             await write(info, session_repo.restore_session, session_id=session_id)
         )
 
-    @mutation("Append memories in order; idempotent by uuid.")
-    async def add_memories(self, info: Info, input: AddMemoriesInput) -> AddMemoriesPayload:
+    @mutation(
+        "Append memories to a session in the given order (creating the session when missing);"
+        " idempotent by uuid: a retry with the same uuids stores each memory once. All or"
+        " nothing on invalid input: BAD_USER_INPUT (also a uuid twice in the call), NOT_FOUND"
+        " (userId not a live user), CONFLICT (a uuid stored in another session, or the session"
+        " has another user)."
+    )
+    async def add_memories(
+        self,
+        info: Info,
+        input: Annotated[
+            AddMemoriesInput, strawberry.argument(description="The session and its new memories.")
+        ],
+    ) -> AddMemoriesPayload:
         appended = await write(
             info,
             _add_memories,
@@ -244,8 +339,17 @@ class Mutation:
             memories=[Memory.from_doc(doc) for doc in appended.memories],
         )
 
-    @mutation("Change content and/or merge metadata of a memory.")
-    async def update_memory(self, info: Info, input: UpdateMemoryInput) -> Memory:
+    @mutation(
+        "Change content and/or merge metadata of a live memory; NOT_FOUND when missing or"
+        " deleted. seq and createdAt stay."
+    )
+    async def update_memory(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateMemoryInput, strawberry.argument(description="The memory and what to change.")
+        ],
+    ) -> Memory:
         doc = await write(
             info,
             memory_repo.update_memory,
@@ -255,7 +359,10 @@ class Mutation:
         )
         return Memory.from_doc(doc)
 
-    @mutation("Soft-delete one memory.")
-    async def delete_memory(self, info: Info, uuid: str) -> DeletePayload:
+    @mutation(
+        "Soft-delete one live memory (restoreSession does not bring it back); NOT_FOUND when"
+        " missing or deleted."
+    )
+    async def delete_memory(self, info: Info, uuid: UuidArgument) -> DeletePayload:
         await write(info, memory_repo.delete_memory, uuid=uuid)
         return DeletePayload(deleted=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from graphql import FieldNode, value_from_ast_untyped
@@ -24,7 +24,13 @@ from memvault.schema.connection import (
 )
 from memvault.schema.context import Info
 from memvault.schema.fastpath.lookahead import memory_fields
-from memvault.schema.inputs import SessionFilter, UserFilter
+from memvault.schema.inputs import (
+    SessionFilter,
+    SessionIdArgument,
+    UserFilter,
+    UserIdArgument,
+    UuidArgument,
+)
 from memvault.schema.types import (
     Memory,
     Node,
@@ -139,10 +145,21 @@ def _optional_int(value: Any) -> int | None:
     raise TypeError(value)
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "Reads. Soft-deleted users, sessions and memories are invisible to every field; an"
+        " invalid argument is BAD_USER_INPUT."
+    )
+)
 class Query:
     @strawberry.field(description="Any object by its global id; null when missing or deleted.")
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID, strawberry.argument(description="A global id, from an object's id.")
+        ],
+    ) -> Node | None:
         type_name, key = from_global_id(id)
         loaders = info.context.loaders
         if type_name == "User":
@@ -154,15 +171,20 @@ class Query:
         memory = await loaders.memory.load(key)
         return Memory.from_doc(memory) if memory else None
 
-    @strawberry.field(description="A live user by id.")
-    async def user(self, info: Info, user_id: str) -> User | None:
+    @strawberry.field(description="A live user by id; null when missing or deleted.")
+    async def user(self, info: Info, user_id: UserIdArgument) -> User | None:
         check_id(user_id, field="userId", settings=info.context.settings)
         doc = await info.context.loaders.user.load(user_id)
         return User.from_doc(doc) if doc else None
 
-    @connection_field("Live users, oldest first.")
+    @connection_field("Live users, oldest first (by creation time, then id).")
     def users(
-        self, info: Info, page: PageArgs, filter: UserFilter | None = None
+        self,
+        info: Info,
+        page: PageArgs,
+        filter: Annotated[
+            UserFilter | None, strawberry.argument(description="Only the users that match.")
+        ] = None,
     ) -> Connection[User]:
         given = _filter_arguments(filter, info.context.settings)
         listing = user_repo.user_filter(project_id=info.context.project_id, **given)
@@ -170,8 +192,8 @@ class Query:
             info.context, page, kind="users", listing=listing, to_node=User.from_doc
         )
 
-    @strawberry.field(description="A live session by id.")
-    async def session(self, info: Info, session_id: str) -> Session | None:
+    @strawberry.field(description="A live session by id; null when missing or deleted.")
+    async def session(self, info: Info, session_id: SessionIdArgument) -> Session | None:
         ctx = info.context
         check_id(session_id, field="sessionId", settings=ctx.settings)
         memories = selected_memories(info)
@@ -192,9 +214,14 @@ class Query:
             doc = await ctx.loaders.session.load(session_id)
         return Session.from_doc(doc) if doc else None
 
-    @connection_field("Live sessions, oldest first.")
+    @connection_field("Live sessions, oldest first (by creation time, then id).")
     def sessions(
-        self, info: Info, page: PageArgs, filter: SessionFilter | None = None
+        self,
+        info: Info,
+        page: PageArgs,
+        filter: Annotated[
+            SessionFilter | None, strawberry.argument(description="Only the sessions that match.")
+        ] = None,
     ) -> Connection[Session]:
         ctx = info.context
         given = _filter_arguments(filter, ctx.settings)  # (metadata checked before userId)
@@ -206,8 +233,8 @@ class Query:
             ctx, page, kind="sessions", listing=listing, to_node=Session.from_doc
         )
 
-    @strawberry.field(description="A live memory by uuid.")
-    async def memory(self, info: Info, uuid: str) -> Memory | None:
+    @strawberry.field(description="A live memory by uuid; null when missing or deleted.")
+    async def memory(self, info: Info, uuid: UuidArgument) -> Memory | None:
         check_id(uuid, field="uuid", settings=info.context.settings)
         doc = await info.context.loaders.memory.load(uuid)
         return Memory.from_doc(doc) if doc else None

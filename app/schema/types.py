@@ -134,13 +134,23 @@ JSON = NewType("JSON", dict)  # type: ignore[type-arg]
 SCALARS: dict[object, ScalarDefinition] = {
     datetime: strawberry.scalar(
         name="DateTime",
-        description="An ISO 8601 instant; shown in UTC with milliseconds and Z.",
+        description=(
+            "An ISO 8601 instant; shown in UTC with milliseconds and Z"
+            " (2026-01-31T12:00:00.000Z). As input, one without a time zone is UTC,"
+            " sub-millisecond digits are dropped, and it must lie within"
+            " 1970-01-01T00:00:00.000Z..9999-12-31T23:59:59.999Z (else BAD_USER_INPUT)."
+        ),
         serialize=serialize_datetime,
         parse_value=parse_datetime,
     ),
     JSON: strawberry.scalar(
         name="JSON",
-        description="A JSON object.",
+        description=(
+            "A JSON object (metadata). As input: at most MEMVAULT_MAX_METADATA_BYTES"
+            " (32768) encoded, MEMVAULT_MAX_METADATA_DEPTH (10) levels deep, keys of 1 to"
+            " MEMVAULT_MAX_METADATA_KEY_LENGTH (128) characters, not starting with $, without"
+            " . or NUL (else BAD_USER_INPUT)."
+        ),
         serialize=_show_json,
         parse_value=_parse_json,
     ),
@@ -149,12 +159,12 @@ SCALARS: dict[object, ScalarDefinition] = {
 
 @strawberry.enum(description="Who wrote a memory, as Zep's role types.")
 class RoleType(Enum):
-    USER = "user"
-    ASSISTANT = "assistant"
-    SYSTEM = "system"
-    TOOL = "tool"
-    FUNCTION = "function"
-    NOROLE = "norole"
+    USER = strawberry.enum_value("user", description="The human the agent talks to.")
+    ASSISTANT = strawberry.enum_value("assistant", description="The AI agent.")
+    SYSTEM = strawberry.enum_value("system", description="A system prompt or instruction.")
+    TOOL = strawberry.enum_value("tool", description="A tool's output.")
+    FUNCTION = strawberry.enum_value("function", description="A function call's output.")
+    NOROLE = strawberry.enum_value("norole", description="No role given.")
 
 
 ROLE_TYPES = {role.value: role for role in RoleType}
@@ -184,7 +194,9 @@ def resolve_id(root: Any) -> strawberry.ID:
 @strawberry.interface(description="An object with a global id.")
 class Node:
     NODE_KEY: ClassVar[str]  # the attribute the global id is made of
-    id: strawberry.ID = strawberry.field(resolver=resolve_id)
+    id: strawberry.ID = strawberry.field(
+        resolver=resolve_id, description="Global id (opaque): give it to Query.node."
+    )
     created_ms: strawberry.Private[int]
     updated_ms: strawberry.Private[int]
 
@@ -202,16 +214,22 @@ CREATED_AT = {SERIALISED: lambda root: serialize_ms(root.created_ms)}
 UPDATED_AT = {SERIALISED: lambda root: serialize_ms(root.updated_ms)}
 
 
-@strawberry.type
+@strawberry.type(description="A user of the agent: a profile, metadata and sessions.")
 class User(Node):
     NODE_KEY = "user_id"
-    user_id: str
-    email: str | None
-    first_name: str | None
-    last_name: str | None
-    metadata: JSON
-    created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
-    updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
+    user_id: str = strawberry.field(description="The user's id, chosen by the client.")
+    email: str | None = strawberry.field(description="Email address, if given.")
+    first_name: str | None = strawberry.field(description="First name, if given.")
+    last_name: str | None = strawberry.field(description="Last name, if given.")
+    metadata: JSON = strawberry.field(description="Free-form metadata; {} when none.")
+    created_at: datetime = strawberry.field(
+        resolver=resolve_created_at,
+        metadata=CREATED_AT,
+        description="When this user was created.",
+    )
+    updated_at: datetime = strawberry.field(
+        resolver=resolve_updated_at, metadata=UPDATED_AT, description="When this user last changed."
+    )
 
     @classmethod
     def from_doc(cls, doc: UserRead) -> User:
@@ -225,7 +243,7 @@ class User(Node):
             updated_ms=doc.get("updated_ms", 0),
         )
 
-    @connection_field("This user's live sessions, oldest first.")
+    @connection_field("This user's live sessions, oldest first (by creation time, then id).")
     def sessions(self, info: Info, page: PageArgs) -> Connection[Session]:
         loaders, user_id = info.context.loaders, self.user_id
         return connection(
@@ -238,15 +256,27 @@ class User(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="A conversation: an ordered list of memories, maybe of a user.")
 class Session(Node):
     NODE_KEY = "session_id"
-    session_id: str
-    user_id: str | None
-    metadata: JSON
-    created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
-    updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
-    memory_count: int
+    session_id: str = strawberry.field(description="The session's id, chosen by the client.")
+    user_id: str | None = strawberry.field(
+        description="The id of the user this session belongs to; null when none."
+    )
+    metadata: JSON = strawberry.field(description="Free-form metadata; {} when none.")
+    created_at: datetime = strawberry.field(
+        resolver=resolve_created_at,
+        metadata=CREATED_AT,
+        description="When this session was created.",
+    )
+    updated_at: datetime = strawberry.field(
+        resolver=resolve_updated_at,
+        metadata=UPDATED_AT,
+        description="When this session last changed.",
+    )
+    memory_count: int = strawberry.field(
+        description="How many live memories the session has (maintained, not counted on read)."
+    )
 
     @classmethod
     def from_doc(cls, doc: SessionRead) -> Session:
@@ -266,7 +296,9 @@ class Session(Node):
         doc = await info.context.loaders.user.load(self.user_id)
         return User.from_doc(doc) if doc else None
 
-    @connection_field("This session's live memories, oldest first; last: N is the recent window.")
+    @connection_field(
+        "This session's live memories, oldest to newest by seq; last: N is the recent window."
+    )
     def memories(self, info: Info, page: PageArgs) -> Connection[Memory]:
         loaders, session_id, fields = info.context.loaders, self.session_id, memory_fields(info)
         return connection(
@@ -279,18 +311,40 @@ class Session(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="One message of a session.")
 class Memory(Node):
     NODE_KEY = "uuid"
-    uuid: str
-    seq: int
-    role: str | None
-    role_type: RoleType
-    content: str
-    metadata: JSON
-    token_count: int | None
-    created_at: datetime = strawberry.field(resolver=resolve_created_at, metadata=CREATED_AT)
-    updated_at: datetime = strawberry.field(resolver=resolve_updated_at, metadata=UPDATED_AT)
+    uuid: str = strawberry.field(
+        description="The memory's id in its project: the one given to addMemories, else generated."
+    )
+    seq: int = strawberry.field(
+        description=(
+            "Its place in the session: unique there, never reused, increasing in the order"
+            " memories were added; may have gaps."
+        )
+    )
+    role: str | None = strawberry.field(
+        description="Free-form name of who wrote it (e.g. a person's name), if given."
+    )
+    role_type: RoleType = strawberry.field(description="Which kind of author wrote it.")
+    content: str = strawberry.field(description="The text of the message.")
+    metadata: JSON = strawberry.field(description="Free-form metadata; {} when none.")
+    token_count: int | None = strawberry.field(
+        description="Token count as given by the client (not computed); null when not given."
+    )
+    created_at: datetime = strawberry.field(
+        resolver=resolve_created_at,
+        metadata=CREATED_AT,
+        description=(
+            "When this memory was created: the createdAt given to addMemories, else the"
+            " server's clock (order by seq, not by this)."
+        ),
+    )
+    updated_at: datetime = strawberry.field(
+        resolver=resolve_updated_at,
+        metadata=UPDATED_AT,
+        description="When this memory last changed.",
+    )
     session_id: strawberry.Private[str]
 
     @classmethod
