@@ -7,9 +7,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from memvault.db.errors import DatabaseError
+from memvault.http import graphiql
 from memvault.http.endpoint import GraphQLEndpoint
 from memvault.http.view import GraphQLApp
 from memvault.runtime import runtime_of
@@ -24,20 +25,24 @@ if TYPE_CHECKING:
 READY_TIMEOUT_S = 1.0
 
 
-def routes(settings: Settings) -> list[Route]:
-    """The application's routes, with the GraphQL schema built for ``settings``."""
+def routes(settings: Settings) -> list[BaseRoute]:
+    """The application's routes, with the GraphQL schema built for ``settings``; GraphiQL's
+    assets only while it is on."""
     view = GraphQLApp(
         build_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
     )
     endpoint = GraphQLEndpoint(view, max_body_bytes=settings.max_body_bytes)
-    return [
+    table: list[BaseRoute] = [
         Route("/graphql", endpoint),  # any method: the endpoint answers 405 itself
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
     ]
+    if settings.graphiql:
+        table.append(Mount(graphiql.STATIC_PATH, app=graphiql.static_files()))
+    return table
 
 
 async def healthz(request: Request) -> JSONResponse:

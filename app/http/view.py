@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
+from memvault.db.errors import DatabaseError
 from memvault.errors import (
     BadRequest,
     MemvaultError,
@@ -31,6 +32,7 @@ from memvault.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from memvault.http import graphiql
 from memvault.runtime import runtime_of
 from memvault.schema._upstream import (
     CannotGetOperationTypeError,
@@ -90,6 +92,15 @@ class GraphQLApp(GraphQL[Context, None]):
                 response.status_code = answer_status(request, response.status_code)
                 response.headers["content-type"] = response_type(request.headers)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our own GraphiQL page (:mod:`memvault.http.graphiql`), not Strawberry's CDN one."""
+        authenticator = runtime_of(request).authenticator
+        try:
+            keys_required = authenticator.required or await authenticator.keys_exist()
+        except DatabaseError:  # the page still loads; the hint is harmless if no key is needed
+            keys_required = True
+        return graphiql.page(keys_required=keys_required)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None

@@ -152,6 +152,14 @@ def test_installed_beside_a_projects_own_app_package(tmp_path: Path) -> None:
     }
     installed = {path.parent.relative_to(site / "memvault") for path in site.rglob("__init__.py")}
     assert installed == packages
+    # GraphiQL's page and every asset it serves, licences included (issue 15, item 2).
+    assets = ROOT / "app" / "http" / "static" / "graphiql"
+    shipped = {path.relative_to(ROOT / "app") for path in assets.iterdir()}
+    assert {"graphiql.min.js", "react.production.min.js", "LICENSE.graphiql"} <= {
+        path.name for path in shipped
+    }
+    for path in [Path("http/graphiql.html"), *shipped]:
+        assert (site / "memvault" / path).read_bytes() == (ROOT / "app" / path).read_bytes(), path
 
     bot = tmp_path / "bot"
     (bot / "app").mkdir(parents=True)

@@ -182,9 +182,9 @@ async def serving(*servers: LiveServer) -> AsyncIterator[tuple[LiveServer, ...]]
 
 
 @contextlib.contextmanager
-def live_server(mongo_uri: str, workdir: Path) -> Iterator[LiveServer]:
-    """A running server on a fresh database of ``mongo_uri`` (quiet, no key cache, no GraphiQL);
-    stopped and its database dropped afterwards."""
+def live_server(mongo_uri: str, workdir: Path, **overrides: str) -> Iterator[LiveServer]:
+    """A running server on a fresh database of ``mongo_uri`` (quiet, no key cache, no GraphiQL
+    unless ``overrides`` say otherwise); stopped and its database dropped afterwards."""
     database = f"c_{uuid.uuid4().hex[:16]}"
     env = serve_environment(
         workdir / "data",
@@ -194,6 +194,7 @@ def live_server(mongo_uri: str, workdir: Path) -> Iterator[LiveServer]:
         MEMVAULT_AUTH_CACHE_SECONDS="0",
         MEMVAULT_GRAPHIQL="false",
     )
+    env.update(overrides)
     server = LiveServer(env, workdir)
     try:
         yield server.start()
