@@ -16,6 +16,7 @@ from graphql import GraphQLError, specified_rules, validate
 
 from memvault.db.persisted import find_query, query_hash, store_query
 from memvault.errors import BadRequest, PersistedQueryNotAllowed, PersistedQueryNotFound
+from memvault.schema._upstream import graphql_schema
 from memvault.schema.limits import parse_limited, validation_rules
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def document_errors(schema: MemvaultSchema, query: str, settings: Settings) -> l
     except GraphQLError as exc:
         return [exc.message]
     rules = [*specified_rules, *validation_rules(settings)]
-    return [error.message for error in validate(schema._schema, document, rules)]
+    return [error.message for error in validate(graphql_schema(schema), document, rules)]
 
 
 class PersistedQueries:
