@@ -245,3 +245,29 @@ async def test_documents_add_registers_files(
         for request in ({"extensions": apq(READ)}, {"query": READ}):
             response = await client.post("/graphql", json={**request, "variables": {"id": "x"}})
             assert response.json() == {"data": {"user": {"userId": "x"}}}
+
+
+async def test_process_cache_is_bounded(
+    settings: Settings,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each process keeps at most CACHE_SIZE documents; the collection still serves the rest."""
+    from memvault.http import persisted
+    from tests.api.test_endpoint import endpoint_of
+
+    monkeypatch.setattr(persisted, "CACHE_SIZE", 2)
+    app = create_app(settings, client=mongo_client)
+    queries = [f"query Q{n} {{ __typename }}" for n in range(4)]
+    async with (
+        running(app) as served,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=served), base_url="http://memvault.test"
+        ) as client,
+    ):
+        for query in queries:
+            await client.post("/graphql", json={"query": query, "extensions": apq(query)})
+        assert list(endpoint_of(app).persisted.cache) == [sha(q) for q in queries[2:]]
+        response = await client.post("/graphql", json={"extensions": apq(queries[0])})
+        assert response.json() == {"data": {"__typename": "Query"}}
+        assert list(endpoint_of(app).persisted.cache) == [sha(queries[3]), sha(queries[0])]
