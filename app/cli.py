@@ -255,6 +255,46 @@ def keys_revoke(key_id: str) -> None:
     click.echo(f"revoked key {key_id}")
 
 
+@main.group()
+def documents() -> None:
+    """Manage persisted GraphQL documents (see MEMVAULT_PERSISTED_ONLY)."""
+
+
+@documents.command("add")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def documents_add(files: tuple[Path, ...]) -> None:
+    """Register GraphQL documents (one per file) and print each one's SHA-256 hash, the
+    sha256Hash clients send. Nothing is stored unless every file parses and validates."""
+    from memvault.db.persisted import query_hash, store_query
+    from memvault.http.persisted import document_errors
+    from memvault.schema import build_schema
+
+    settings = _settings()
+    schema = build_schema(settings)
+    texts: list[tuple[Path, str]] = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        errors = document_errors(schema, text, settings)
+        if errors:
+            raise click.ClickException(f"{path}: {'; '.join(errors)}")
+        texts.append((path, text))
+
+    async def add(db: Database) -> list[bool]:
+        limit = settings.max_persisted_queries
+        return [await store_query(db, text, limit=limit) for _, text in texts]
+
+    stored = _with_database(settings, add)
+    for (path, text), ok in zip(texts, stored, strict=True):
+        click.echo(f"{query_hash(text)}  {path}")
+        if not ok:
+            raise click.ClickException(
+                f"{path} not stored: MEMVAULT_MAX_PERSISTED_QUERIES"
+                f" ({settings.max_persisted_queries}) documents are stored"
+            )
+
+
 T = TypeVar("T")
 
 

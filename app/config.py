@@ -73,6 +73,10 @@ class Settings:
     cors_origins: str = setting(
         "", "browser origins that may call the API, comma-separated; empty: none (see Frontends)"
     )
+    persisted_only: bool = setting(
+        False, "run only registered documents (`memvault documents add`; see Frontends)"
+    )
+    max_persisted_queries: int = setting(10000, "most persisted queries stored (see Frontends)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,6 +124,7 @@ class Settings:
             self._bound("header_timeout", ">", 0),
             self._bound("body_timeout", ">", 0),
             self._bound("keep_alive_timeout", ">=", 1),
+            self._bound("max_persisted_queries", ">=", 0),
             (
                 self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                 "MEMVAULT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR",

@@ -91,3 +91,16 @@ class UnsupportedMediaType(MemvaultError):
     """HTTP 415: a POST body that is not ``application/json``."""
 
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class PersistedQueryNotFound(MemvaultError):
+    """A persisted query's hash sent alone that no stored document has (Apollo's APQ: the
+    client sends the query with it next). HTTP 200, as Apollo Server answers."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+class PersistedQueryNotAllowed(MemvaultError):
+    """``MEMVAULT_PERSISTED_ONLY``: a document that is not registered (HTTP 400)."""
+
+    code = "PERSISTED_QUERY_NOT_ALLOWED"

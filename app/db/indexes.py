@@ -51,6 +51,7 @@ MONGODB_INDEXES: tuple[Index, ...] = (
     Index("api_keys", ("key_hash",), unique=True),
     Index("api_keys", ("key_id",), unique=True),
     Index("api_keys", ("revoked_ms",)),  # "does any active key exist?" (the open mode check)
+    Index("persisted_queries", ("sha256",), unique=True),  # global: a document holds no data
 )
 
 EMBEDDED_INDEXES: tuple[Index, ...] = (

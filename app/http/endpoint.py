@@ -17,6 +17,7 @@ from memvault.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from memvault.http.persisted import PersistedQueries
 from memvault.http.view import GraphQLApp, plain_operation, refusal, request_id_of
 from memvault.runtime import runtime_of
 
@@ -43,6 +44,7 @@ class GraphQLEndpoint:
         self.view = view
         self.max_body_bytes = max_body_bytes
         self.lean = lean
+        self.persisted = PersistedQueries(view.schema, view.decode_json)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -121,7 +123,20 @@ class GraphQLEndpoint:
 
     async def graphql(self, request: Request, payload: bytes, send: Send) -> None:
         """Answer the request (whose body is ``payload``): the direct path (only with the fast
-        path: it runs ``execute_lean``), or the view."""
+        path: it runs ``execute_lean``), or the view. A persisted query is resolved first, so
+        both answer it alike."""
+        runtime = runtime_of(request)
+        try:
+            resolved = await self.persisted.resolve(request, payload, runtime.db, runtime.settings)
+        except DatabaseError:
+            unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
+            await refusal(request, 503, unavailable)(request.scope, request.receive, send)
+            return
+        if isinstance(resolved, tuple):
+            status, error = resolved
+            await refusal(request, status, error)(request.scope, request.receive, send)
+            return
+        payload = resolved
         if self.lean and self.view.schema.fast_path and request.method == "POST":
             operation = plain_operation(request.headers, payload, self.view.decode_json)
             if operation is not None:
@@ -153,4 +168,5 @@ def _wants_graphiql(request: Request) -> bool:
         request.method == "GET"
         and "text/html" in request.headers.get("accept", "")
         and "query" not in request.query_params
+        and "extensions" not in request.query_params
     )

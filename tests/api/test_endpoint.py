@@ -7,6 +7,7 @@ body must be the same (request ids aside), for good requests and bad ones alike.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -136,6 +137,32 @@ REQUESTS += [
     ),
 ]
 
+# Automatic persisted queries: resolved before either way, so both answer them alike
+TYPENAME_HASH = hashlib.sha256(b"{ __typename }").hexdigest()
+PERSISTED = {"persistedQuery": {"version": 1, "sha256Hash": TYPENAME_HASH}}
+PERSISTED_WINDOW = {
+    "persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(WINDOW.encode()).hexdigest()}
+}
+REQUESTS += [
+    (
+        "persisted query unknown",
+        JSON,
+        body(extensions={"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}),
+    ),
+    (
+        "persisted query unknown, graphql-response+json",
+        {**JSON, **GRAPHQL_RESPONSE},
+        body(extensions={"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}),
+    ),
+    ("persisted query registered", JSON, body(query="{ __typename }", extensions=PERSISTED)),
+    ("persisted query wrong hash", JSON, body(query="{ nope }", extensions=PERSISTED)),
+    (
+        "persisted query version 2",
+        JSON,
+        body(extensions={"persistedQuery": {"version": 2, "sha256Hash": TYPENAME_HASH}}),
+    ),
+]
+
 
 def endpoint_of(app: Starlette) -> GraphQLEndpoint:
     route = next(route for route in app.routes if getattr(route, "path", "") == "/graphql")
@@ -183,6 +210,27 @@ async def test_direct_path_answers_as_the_view(
     assert answers["direct"] == answers["view"]
 
 
+async def test_stored_persisted_query_answers_alike(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """A hash alone, once its query is stored, runs it on both ways, POST and GET."""
+    stored = await clients["view"].post(
+        "/graphql",
+        content=body(query=WINDOW, variables={"id": "s-1"}, extensions=PERSISTED_WINDOW),
+        headers=JSON,
+    )
+    assert stored.json()["data"]["session"]["memoryCount"] == 3
+    alone = body(variables={"id": "s-1"}, extensions=PERSISTED_WINDOW)
+    posted = {
+        way: answer(await c.post("/graphql", content=alone, headers=JSON))
+        for way, c in clients.items()
+    }
+    assert posted["direct"] == posted["view"] == answer(stored)
+    params = {"variables": '{"id": "s-1"}', "extensions": json.dumps(PERSISTED_WINDOW)}
+    got = {way: answer(await c.get("/graphql", params=params)) for way, c in clients.items()}
+    assert got["direct"] == got["view"] == answer(stored)
+
+
 def test_plain_operation_takes_only_well_formed_json_operations() -> None:
     """Which requests the direct path takes (the rest go to the view): the differential test
     above only proves equal answers, so this proves the direct path is the one serving."""
@@ -217,6 +265,8 @@ def test_plain_operation_takes_only_well_formed_json_operations() -> None:
         "unused variable",
         "both types accepted",
         "graphql-response+json refused",
+        "persisted query registered",
+        "persisted query wrong hash",
     } | {
         f"{name}, graphql-response+json"
         for name in (
