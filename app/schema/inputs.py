@@ -7,7 +7,7 @@ are not in the schema; their fields come first in each input made from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
@@ -184,21 +184,33 @@ class UpdateMemoryInput:
 # Filters
 
 
-@strawberry.input(description="Which users to list; every given condition must hold.")
-class UserFilter:
-    created_after: datetime | None = strawberry.field(
+def _created_after() -> Any:
+    return strawberry.field(
         default=UNSET, description="Only those created strictly after this instant."
     )
-    created_before: datetime | None = strawberry.field(
+
+
+def _created_before() -> Any:
+    return strawberry.field(
         default=UNSET, description="Only those created strictly before this instant."
     )
-    metadata: JSON | None = strawberry.field(
+
+
+def _metadata_equal() -> Any:
+    return strawberry.field(
         default=UNSET,
         description=(
             "Only those whose metadata has each of these top-level keys equal to the given"
             " string, number or boolean."
         ),
     )
+
+
+@strawberry.input(description="Which users to list; every given condition must hold.")
+class UserFilter:
+    created_after: datetime | None = _created_after()
+    created_before: datetime | None = _created_before()
+    metadata: JSON | None = _metadata_equal()
 
 
 @strawberry.input(description="Which sessions to list; every given condition must hold.")
@@ -206,16 +218,6 @@ class SessionFilter:
     user_id: str | None = strawberry.field(
         default=UNSET, description="Only the sessions of the user with this id."
     )
-    created_after: datetime | None = strawberry.field(
-        default=UNSET, description="Only those created strictly after this instant."
-    )
-    created_before: datetime | None = strawberry.field(
-        default=UNSET, description="Only those created strictly before this instant."
-    )
-    metadata: JSON | None = strawberry.field(
-        default=UNSET,
-        description=(
-            "Only those whose metadata has each of these top-level keys equal to the given"
-            " string, number or boolean."
-        ),
-    )
+    created_after: datetime | None = _created_after()
+    created_before: datetime | None = _created_before()
+    metadata: JSON | None = _metadata_equal()
