@@ -49,7 +49,7 @@ class PersistedQueries:
     """Resolves persisted queries for one app: the shared collection, behind a small cache of
     the documents this process has seen (a stored document never changes)."""
 
-    def __init__(self, schema: MemvaultSchema, decode: Callable[[bytes], object]) -> None:
+    def __init__(self, schema: MemvaultSchema, decode: Callable[[str | bytes], object]) -> None:
         self.schema = schema
         self.decode = decode
         self.cache: OrderedDict[str, str] = OrderedDict()
@@ -94,7 +94,7 @@ class PersistedQueries:
             query: object = params.get("query")
             raw = params.get("extensions")
             try:
-                extensions = None if raw is None else json.loads(raw)
+                extensions = None if raw is None else self.decode(raw)
             except ValueError:
                 return 400, BadRequest("extensions must be a JSON object")
         else:

@@ -141,6 +141,17 @@ async def test_malformed_persisted_query_is_a_400(
     assert code_of(response) == "BAD_REQUEST"
 
 
+@pytest.mark.parametrize("extensions", ["[" * 20_000, "{", '"\\ud800'])
+async def test_extensions_over_get_that_do_not_decode_are_a_400(
+    http: httpx.AsyncClient, extensions: str
+) -> None:
+    """Regression: a GET's ``extensions`` nested too deeply to decode raised RecursionError (a
+    500); it is read like a body now: not JSON is a 400."""
+    response = await http.get("/graphql", params={"extensions": extensions})
+    assert response.status_code == 400
+    assert code_of(response) == "BAD_REQUEST"
+
+
 async def test_only_valid_documents_are_stored(
     http: httpx.AsyncClient, db: AsyncDatabase[dict[str, Any]]
 ) -> None:
