@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class Subject(Enum):
@@ -29,6 +29,12 @@ class MemvaultError(Exception):
         self.message = message
         self.field = field  # the argument at fault, for errors raised by the API's input checks
         self.subject = subject  # what it is about, for errors raised by the data layer
+
+    def as_response(self, **extensions: Any) -> dict[str, Any]:
+        """A GraphQL response holding only this error (for answers given before or instead of
+        execution): ``data`` null, ``extensions.code``, and any other ``extensions``."""
+        shown = {"message": self.message, "extensions": {"code": self.code, **extensions}}
+        return {"data": None, "errors": [shown]}
 
 
 class BadUserInput(MemvaultError):
@@ -61,6 +67,10 @@ class PayloadTooLarge(MemvaultError):
 
 class ServiceUnavailable(MemvaultError):
     code = "SERVICE_UNAVAILABLE"
+
+
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
+"""What a client is told whenever the database does not answer (no driver text)."""
 
 
 class QueryTooComplex(MemvaultError):

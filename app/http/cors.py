@@ -81,11 +81,7 @@ class _CORSMiddleware(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code < 300:
             return response
-        error = BadRequest(bytes(response.body).decode())
-        body = {
-            "data": None,
-            "errors": [{"message": error.message, "extensions": {"code": error.code}}],
-        }
+        body = BadRequest(bytes(response.body).decode()).as_response()
         headers = {
             k: v
             for k, v in response.headers.items()

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from memvault.db.errors import DatabaseError
 from memvault.errors import (
+    DATABASE_UNAVAILABLE,
     MethodNotAllowed,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -72,7 +73,7 @@ class GraphQLEndpoint:
             await refusal(request, 401, exc, {"WWW-Authenticate": "Bearer"})(*asgi)
             return
         except DatabaseError:
-            unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
+            unavailable = ServiceUnavailable(DATABASE_UNAVAILABLE)
             await refusal(request, 503, unavailable)(*asgi)
             return
         if request.method == "POST" and not _is_json(headers.get("content-type", "")):
@@ -129,7 +130,7 @@ class GraphQLEndpoint:
         try:
             resolved = await self.persisted.resolve(request, payload, runtime.db, runtime.settings)
         except DatabaseError:
-            unavailable = ServiceUnavailable("The database is unavailable; try again shortly")
+            unavailable = ServiceUnavailable(DATABASE_UNAVAILABLE)
             await refusal(request, 503, unavailable)(request.scope, request.receive, send)
             return
         if isinstance(resolved, tuple):

@@ -186,8 +186,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # anything it sends is dropped.
             cycle.disconnected = True
             cycle.message_event.set()
-        shown = {"message": error.message, "extensions": {"code": error.code}}
-        body = json.dumps({"data": None, "errors": [shown]}, separators=(",", ":")).encode()
+        body = json.dumps(error.as_response(), separators=(",", ":")).encode()
         head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()]
         head += [
             name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers

@@ -295,13 +295,13 @@ def refusal(
 ) -> JSONResponse:
     """The answer to a request refused before GraphQL ran: a GraphQL error whose
     ``extensions.code`` says why, in the media type the client accepts."""
-    extensions: dict[str, Any] = {"code": error.code}
+    extensions: dict[str, Any] = {}
     if status >= 500 or isinstance(error, ServiceUnavailable):
         extensions["requestId"] = request_id_of(request)
     media = response_type(request.headers)
-    body: dict[str, Any] = {"errors": [{"message": error.message, "extensions": extensions}]}
-    if media == JSON or status < 300:  # no data: nothing ran (graphql-response+json's sign)
-        body = {"data": None, **body}
+    body = error.as_response(**extensions)
+    if media != JSON and status >= 300:  # no data: nothing ran (graphql-response+json's sign)
+        del body["data"]
     return JSONResponse(body, status_code=status, headers=headers, media_type=media)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from graphql import GraphQLError, GraphQLSyntaxError
 
 from memvault.db.errors import is_unavailable
-from memvault.errors import MemvaultError, Subject
+from memvault.errors import DATABASE_UNAVAILABLE, MemvaultError, Subject
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -108,7 +108,7 @@ def format_error(error: GraphQLError, *, request_id: str) -> dict[str, Any]:
     if code == "INTERNAL_SERVER_ERROR":
         formatted["message"] = f"Internal server error (request id {request_id})"
     elif code == "SERVICE_UNAVAILABLE":
-        formatted["message"] = "The database is unavailable; try again shortly"
+        formatted["message"] = DATABASE_UNAVAILABLE
     elif not isinstance(error.original_error, MemvaultError):
         # graphql-core's: no "Did you mean ...?" (names of fields, arguments, types, enum
         # values), which would map the schema for a caller without introspection

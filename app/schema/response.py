@@ -124,12 +124,8 @@ def _pieces(value: Any, large: set[int], encode: Callable[[object], bytes]) -> I
 
 def too_large(cap: int) -> dict[str, Any]:
     """The answer in place of a response over ``cap`` bytes."""
-    error = PayloadTooLarge(
+    return PayloadTooLarge(
         f"The response would be larger than {cap} bytes (MEMVAULT_MAX_RESPONSE_BYTES) and was"
         " not sent; ask for fewer or smaller items. The operation itself ran (a mutation's"
         " writes stand)."
-    )
-    return {
-        "data": None,
-        "errors": [{"message": error.message, "extensions": {"code": error.code}}],
-    }
+    ).as_response()
