@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import TYPE_CHECKING
 
 from pymongo import ReturnDocument
 
-from memvault.db.queries import now_ms
+from memvault.db.queries import count, now_ms, sha256_hex
 from memvault.db.records import api_key_docs
 from memvault.errors import NotFound, Subject
 
@@ -20,7 +19,7 @@ KEY_PREFIX = "mv_"
 
 def hash_key(key: str) -> str:
     """The stored form of a key. Keys are 256-bit random, so a fast hash is enough."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256_hex(key)
 
 
 async def create_key(
@@ -65,5 +64,4 @@ async def find_active_key(db: Database, *, key_hash: str) -> ApiKeyDoc | None:
 
 
 async def active_key_count(db: Database) -> int:
-    reply = await db.command("count", "api_keys", query={"revoked_ms": 0})
-    return int(reply["n"])
+    return await count(api_key_docs(db), {"revoked_ms": 0})

@@ -210,8 +210,8 @@ def _terminate(pid: int) -> None:
     for stop_signal in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, stop_signal)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while time.monotonic() < deadline:
+        stop_by = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < stop_by:
             if not process_running(pid):
                 return
             time.sleep(0.05)
@@ -319,8 +319,8 @@ class EmbeddedEngine:
         )
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while (remaining_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+        ready_by = time.monotonic() + self.start_timeout
+        while (remaining_ms := int((ready_by - time.monotonic()) * 1000)) > 0:
             if self.process is not None and self.process.poll() is not None:
                 raise EngineError(
                     f"embedded engine exited with code {self.process.returncode} "
@@ -330,7 +330,7 @@ class EmbeddedEngine:
             # taken the port between free_port() and our child binding it.
             answered = server_pid(self.uri, timeout_ms=min(300, remaining_ms))
             ours = self.process is not None and answered == self.process.pid
-            if ours and time.monotonic() <= deadline:  # a ping may overrun its own timeout
+            if ours and time.monotonic() <= ready_by:  # a ping may overrun its own timeout
                 return
             time.sleep(0.05)
         self._kill()

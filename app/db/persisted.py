@@ -7,12 +7,11 @@ Global, not per project: a document is text a frontend ships, it holds no data.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import TYPE_CHECKING
 
 from pymongo.errors import DuplicateKeyError
 
-from memvault.db.queries import now_ms
+from memvault.db.queries import count, now_ms, sha256_hex
 
 if TYPE_CHECKING:
     from memvault.db.records import Database
@@ -22,7 +21,7 @@ COLLECTION = "persisted_queries"
 
 def query_hash(query: str) -> str:
     """What APQ clients send as ``sha256Hash``: the SHA-256 hex of the document's UTF-8 text."""
-    return hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256_hex(query)
 
 
 async def find_query(db: Database, sha256: str) -> str | None:
@@ -39,8 +38,7 @@ async def store_query(db: Database, query: str, *, limit: int) -> bool:
     sha256 = query_hash(query)
     if await find_query(db, sha256) is not None:
         return True
-    reply = await db.command("count", COLLECTION)
-    if int(reply["n"]) >= limit:
+    if await persisted_count(db) >= limit:
         return False
     with contextlib.suppress(DuplicateKeyError):  # stored by another process meanwhile
         await db[COLLECTION].insert_one({"sha256": sha256, "query": query, "created_ms": now_ms()})
@@ -48,5 +46,4 @@ async def store_query(db: Database, query: str, *, limit: int) -> bool:
 
 
 async def persisted_count(db: Database) -> int:
-    reply = await db.command("count", COLLECTION)
-    return int(reply["n"])
+    return await count(db[COLLECTION], {})
