@@ -75,6 +75,10 @@ def serve(host: str | None, port: int | None) -> None:
         timeout_graceful_shutdown=10,
         http=protocol_class(HttpLimits.from_settings(settings)),
         timeout_keep_alive=settings.keep_alive_timeout,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_body_bytes,  # one WebSocket message: as one request body
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the SIGTERM/SIGINT it handled once its graceful shutdown is done, which

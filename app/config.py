@@ -77,6 +77,15 @@ class Settings:
         False, "run only registered documents (`memvault documents add`; see Frontends)"
     )
     max_persisted_queries: int = setting(10000, "most persisted queries stored (see Frontends)")
+    max_subscriptions_per_connection: int = setting(
+        20, "most subscriptions at once on one WebSocket (see Live updates)"
+    )
+    subscription_queue_limit: int = setting(
+        1000, "changes a subscriber may leave unread before it is closed as too slow"
+    )
+    ws_ping_interval: float = setting(
+        20.0, "seconds between WebSocket pings; a peer silent as long again is closed"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -125,6 +134,9 @@ class Settings:
             self._bound("body_timeout", ">", 0),
             self._bound("keep_alive_timeout", ">=", 1),
             self._bound("max_persisted_queries", ">=", 0),
+            self._bound("max_subscriptions_per_connection", ">=", 1),
+            self._bound("subscription_queue_limit", ">=", 1),
+            self._bound("ws_ping_interval", ">", 0),
             (
                 self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                 "MEMVAULT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR",

@@ -73,6 +73,18 @@ DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
 """What a client is told whenever the database does not answer (no driver text)."""
 
 
+class SubscriberTooSlow(MemvaultError):
+    """A subscriber left more changes unread than ``MEMVAULT_SUBSCRIPTION_QUEUE_LIMIT``."""
+
+    code = "SUBSCRIBER_TOO_SLOW"
+
+
+class TooManySubscriptions(MemvaultError):
+    """One connection asked for more than ``MEMVAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION``."""
+
+    code = "TOO_MANY_SUBSCRIPTIONS"
+
+
 class QueryTooComplex(MemvaultError):
     """The operation could answer more objects than ``MEMVAULT_MAX_QUERY_COST`` allows."""
 

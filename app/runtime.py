@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from memvault.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect, deadline
 from memvault.db.errors import DatabaseError
 from memvault.db.indexes import ensure_indexes
+from memvault.db.live import ChangeHub
 from memvault.db.purge import purge
 from memvault.db.queries import UNION_SIZES
 from memvault.db.shapes import warm_up
@@ -48,6 +49,7 @@ class Runtime:
     client: Client
     db: Database
     authenticator: Authenticator
+    live: ChangeHub
     engine: EmbeddedEngine | None = None
     commands: CommandCounter | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -110,6 +112,7 @@ async def start_runtime(
             required=settings.auth == "required",
             cache_seconds=settings.auth_cache_seconds,
         ),
+        live=ChangeHub(database, queue_limit=settings.subscription_queue_limit),
         engine=engine,
         commands=commands,
         owns_client=owns_client,
@@ -129,7 +132,9 @@ async def start_runtime(
 
 
 async def stop_runtime(runtime: Runtime) -> None:
-    """Stop the background tasks, close the client (if ours) and stop the embedded engine."""
+    """Stop the live changes and the background tasks, close the client (if ours) and stop
+    the embedded engine."""
+    await runtime.live.stop()
     for task in runtime.tasks:
         task.cancel()
     for task in runtime.tasks:

@@ -15,6 +15,8 @@ from memvault.errors import BadRequest
 from memvault.runtime import runtime_of
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 METHODS = ("GET", "POST")
@@ -44,7 +46,6 @@ class Cors:
 
     def __init__(self, app: ASGIApp, *, origins: tuple[str, ...]) -> None:
         self.app = app
-        self.any_origin = origins == ("*",)
         self.origins = frozenset(origins)
         self.cors = _CORSMiddleware(
             app,
@@ -64,13 +65,20 @@ class Cors:
         await self.app(scope, receive, send)
 
     async def allowed(self, origin: str, scope: Scope) -> bool:
-        if not self.any_origin:
-            return origin in self.origins
-        authenticator = runtime_of(HTTPConnection(scope)).authenticator
-        try:
-            return not await authenticator.keys_exist()
-        except DatabaseError:  # unknown: allow nothing
-            return False
+        return await origin_allowed(origin, self.origins, scope)
+
+
+async def origin_allowed(origin: str, origins: Collection[str], scope: Scope) -> bool:
+    """Whether pages of ``origin`` may call the API, given the allowed ``origins``
+    (``MEMVAULT_CORS_ORIGINS``; ``*`` only while no API key exists): for CORS, and for WebSocket
+    upgrades, which browsers let any page make."""
+    if "*" not in origins:
+        return origin in origins
+    runtime = runtime_of(HTTPConnection(scope))
+    try:
+        return not await runtime.authenticator.keys_exist()
+    except DatabaseError:  # unknown: allow nothing
+        return False
 
 
 class _CORSMiddleware(CORSMiddleware):

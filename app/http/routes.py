@@ -1,5 +1,5 @@
-"""The route table: ``/graphql`` (:class:`GraphQLEndpoint` around :class:`GraphQLApp`),
-``/healthz``, ``/readyz`` and ``/metrics``."""
+"""The route table: ``/graphql`` (:class:`GraphQLEndpoint` around :class:`GraphQLApp`, and
+:class:`LiveEndpoint` for WebSocket), ``/healthz``, ``/readyz`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from memvault.db.errors import DatabaseError
 from memvault.http import graphiql
 from memvault.http.endpoint import GraphQLEndpoint
+from memvault.http.live import LiveEndpoint
 from memvault.http.view import GraphQLApp
 from memvault.runtime import runtime_of
 from memvault.schema import build_schema
@@ -36,6 +37,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
     endpoint = GraphQLEndpoint(view, max_body_bytes=settings.max_body_bytes)
     table: list[BaseRoute] = [
         Route("/graphql", endpoint),  # any method: the endpoint answers 405 itself
+        WebSocketRoute("/graphql", LiveEndpoint(view)),  # subscriptions
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

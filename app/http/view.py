@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -33,6 +34,7 @@ from memvault.errors import (
     ServiceUnavailable,
 )
 from memvault.http import graphiql
+from memvault.http.live import LiveHandler
 from memvault.runtime import runtime_of
 from memvault.schema._upstream import (
     CannotGetOperationTypeError,
@@ -66,15 +68,28 @@ NO_PROJECT = Principal(project_id="", scope="read")
 POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+GRAPHQL_TRANSPORT_WS = "graphql-transport-ws"  # the only WebSocket subprotocol spoken
+CONNECTION_INIT_WAIT = timedelta(seconds=10)  # a WebSocket that sends no connection_init is closed
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context and error contract, and :meth:`answer`."""
+    """Strawberry's ASGI view with our context and error contract, and :meth:`answer`; over
+    WebSocket, subscriptions with ``graphql-transport-ws`` only (``app/http/live.py``)."""
 
     schema: MemvaultSchema
+    graphql_transport_ws_handler_class = LiveHandler
 
     def __init__(self, schema: MemvaultSchema, **options: Any) -> None:
-        super().__init__(schema, **options)
+        super().__init__(
+            schema,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS,),
+            connection_init_wait_timeout=CONNECTION_INIT_WAIT,
+            max_subscriptions_per_connection=None,  # LiveHandler applies ours, with its code
+            **options,
+        )
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        return True  # LiveEndpoint checked it before the upgrade (MEMVAULT_CORS_ORIGINS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's, with its refusals (plain text there) answered as GraphQL errors, and
@@ -109,6 +124,8 @@ class GraphQLApp(GraphQL[Context, None]):
         # Set by GraphQLEndpoint before this view runs; only the GraphiQL page (which runs no
         # operation) passes it without one, and gets a principal of no project.
         principal = getattr(request.state, "principal", None) or NO_PROJECT
+        if request.scope["type"] == "websocket":  # its key comes with connection_init
+            principal = NO_PROJECT
         return Context(
             request=request,
             db=runtime.db,
@@ -116,6 +133,7 @@ class GraphQLApp(GraphQL[Context, None]):
             principal=principal,
             request_id=request_id_of(request),
             loaders=DataLoaders(db=runtime.db, project_id=principal.project_id),
+            live=runtime.live,
         )
 
     def encode_json(self, data: object) -> str | bytes:

@@ -16,6 +16,7 @@ from memvault.schema.errors import error_code, is_expected
 from memvault.schema.limits import limit_extensions, only_operation_name, parse_limited
 from memvault.schema.mutation import Mutation
 from memvault.schema.query import Query
+from memvault.schema.subscription import Subscription
 from memvault.schema.types import SCALARS, Memory, Session, User
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def build_schema(settings: Settings | None = None, **options: Any) -> MemvaultSc
         **{
             "query": Query,
             "mutation": Mutation,
+            "subscription": Subscription,
             "types": [User, Session, Memory],
             "config": StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
             "execution_context_class": cost_limited(QueryCost(limits)),

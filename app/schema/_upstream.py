@@ -47,6 +47,12 @@ from strawberry.schema.schema import (
 from strawberry.schema.schema_converter import (
     GraphQLCoreConverter,  # its DEFINITION_BACKREF, below
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,  # subclassed: authentication, limits and our error format
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    Operation as TransportWSOperation,  # subclassed: results sent with our error format
+)
 from strawberry.types.base import (
     StrawberryOptional,  # lean resolvers unwrap an argument's optional type
 )
@@ -97,6 +103,14 @@ VIEW_METHODS = (
 )
 """Methods of Strawberry's ASGI view memvault overrides that Strawberry does not document."""
 
+WS_HANDLER_METHODS = (
+    "handle_connection_init",  # overridden: the API key is checked before the ack
+    "handle_subscribe",  # overridden: the per-connection limit, with our operation class
+    "run_operation",  # called by handle_subscribe, as Strawberry's does
+    "_task_done",  # called by handle_subscribe, as Strawberry's does
+)
+"""Methods of Strawberry's graphql-transport-ws handler memvault overrides or calls."""
+
 SCHEMA_METHODS = (
     "remove_field_suggestion",  # called: as Strawberry's _process_errors, by execute_lean
     "get_extensions",  # called: the fast path checks what would run per request
@@ -129,8 +143,10 @@ __all__ = [
     "EXECUTOR_METHODS",
     "SCHEMA_METHODS",
     "VIEW_METHODS",
+    "WS_HANDLER_METHODS",
     "AsyncHTTPRequestAdapter",
     "AwaitableOrValue",
+    "BaseGraphQLTransportWSHandler",
     "CannotGetOperationTypeError",
     "FieldDetailsList",
     "GraphQLRequestData",
@@ -143,6 +159,7 @@ __all__ = [
     "StrawberryField",
     "StrawberryGraphQLCoreExecutionContext",
     "StrawberryOptional",
+    "TransportWSOperation",
     "get_operation_type",
     "graphql_schema",
     "make_info",

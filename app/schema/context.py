@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +14,10 @@ if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
     from memvault.config import Settings
+    from memvault.db.live import ChangeHub
     from memvault.db.memories import Fields
     from memvault.db.records import Database
+    from memvault.errors import SubscriberTooSlow
     from memvault.schema.loaders import DataLoaders
     from memvault.security import Principal
 
@@ -34,6 +37,10 @@ class Context:
     lookahead: dict[tuple[int, ...], tuple[tuple[FieldNode, ...], Fields]] = field(
         default_factory=dict
     )
+    # Subscriptions (a WebSocket connection's context): the process's live changes, and what
+    # to do when a subscriber falls too far behind (close its connection).
+    live: ChangeHub | None = None
+    too_slow: Callable[[SubscriberTooSlow], None] | None = None
 
     @property
     def project_id(self) -> str:

@@ -96,6 +96,12 @@ EXPECTED: dict[str, Any] = {
     "EXECUTOR_ATTRIBUTES": _executor_attributes,
     "VIEW_METHODS": _names_on(GraphQL),
     "SCHEMA_METHODS": _names_on(strawberry.Schema),
+    "WS_HANDLER_METHODS": _names_on(upstream.BaseGraphQLTransportWSHandler),
+    "BaseGraphQLTransportWSHandler": inspect.isclass,
+    "TransportWSOperation": lambda value: (
+        inspect.isclass(value)
+        and {"send_next", "send_initial_errors", "send_operation_message"} <= set(dir(value))
+    ),
     "graphql_schema": lambda value: isinstance(value(schema), GraphQLSchema),
     "raw_info": callable,  # with make_info: test_info_round_trip
     "make_info": callable,

@@ -141,6 +141,8 @@ def optimise(schema: strawberry.Schema) -> tuple[int, int]:
             field = graphql_field.extensions.get(DEFINITION_BACKREF)
             if type(field) is not StrawberryField:  # subclasses may resolve differently
                 continue
+            if field.is_subscription:  # its resolver makes the stream; events resolve as is
+                continue
             leaf = _plain_leaf(graphql_field, field)
             if leaf is not None:
                 graphql_field.extensions[PLAIN_LEAF] = leaf

@@ -1,0 +1,177 @@
+"""``/graphql`` over WebSocket: subscriptions with the ``graphql-transport-ws`` protocol.
+
+Before the upgrade, the page's origin (browsers send ``Origin``) must be allowed as for HTTP
+(``MEMVAULT_CORS_ORIGINS``); then Strawberry's protocol handler runs, with three changes:
+
+- ``connection_init`` carries the API key where keys exist (``{"authorization": "Bearer <key>"}``,
+  or the upgrade request's ``Authorization`` header): none closes the connection with 4401, an
+  unknown or revoked one with 4403; the key's project is the connection's;
+- at most ``MEMVAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION`` operations run at once on a connection (one
+  more is refused with ``TOO_MANY_SUBSCRIPTIONS``);
+- errors carry ``extensions.code`` as over HTTP.
+
+A subscriber that falls ``MEMVAULT_SUBSCRIPTION_QUEUE_LIMIT`` changes behind is closed with 1013
+(try again later; the reason says it was too slow); at shutdown every connection is closed with
+1012 (service restart). Clients such as ``graphql-ws`` reconnect on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.websockets import WebSocket
+
+from memvault.db.errors import DatabaseError
+from memvault.errors import SubscriberTooSlow, TooManySubscriptions, Unauthenticated
+from memvault.http.cors import origin_allowed
+from memvault.runtime import runtime_of
+from memvault.schema._upstream import BaseGraphQLTransportWSHandler, TransportWSOperation
+from memvault.schema.errors import format_error
+from memvault.schema.loaders import DataLoaders
+
+if TYPE_CHECKING:
+    from graphql import GraphQLError
+    from starlette.types import Receive, Scope, Send
+    from strawberry.types import ExecutionResult
+
+    from memvault.http.view import GraphQLApp
+    from memvault.schema.context import Context
+
+log = logging.getLogger("memvault.live")
+
+NO_KEY = 4401  # connection_init without a key where keys exist
+BAD_KEY = 4403  # an unknown or revoked key
+TRY_AGAIN_LATER = 1013  # too slow a subscriber, or a database that could not check the key
+
+
+class LiveEndpoint:
+    """The WebSocket route of ``/graphql``: the origin check, then Strawberry's view."""
+
+    def __init__(self, view: GraphQLApp) -> None:
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        origin = websocket.headers.get("origin")
+        if origin is not None and not _same_origin(origin, websocket.headers.get("host")):
+            origins = runtime_of(websocket).settings.cors_origin_list
+            allowed = await origin_allowed(origin, origins, scope)
+            if not allowed:
+                log.warning("WebSocket from origin %r refused (MEMVAULT_CORS_ORIGINS)", origin)
+                await websocket.close(code=1008)  # before the upgrade: HTTP 403
+                return
+        await self.view(scope, receive, send)
+
+
+def _same_origin(origin: str, host: str | None) -> bool:
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    """Strawberry's ``graphql-transport-ws`` handler, with keys, limits and our errors."""
+
+    context: Context
+
+    async def handle_connection_init(self, message: Any) -> None:
+        payload = message.get("payload")
+        if isinstance(payload, dict) and not self.connection_init_received:
+            refusal = await self._authenticate(payload)
+            if refusal is not None:
+                if self.connection_init_timeout_task is not None:
+                    self.connection_init_timeout_task.cancel()
+                self.connection_init_received = True
+                await self.websocket.close(*refusal)
+                return
+            self.context.too_slow = self._too_slow
+        await super().handle_connection_init(message)
+
+    async def _authenticate(self, payload: dict[str, Any]) -> tuple[int, str] | None:
+        """The connection's principal from its key; the close code and reason when refused."""
+        context = self.context
+        request = context.request
+        runtime = runtime_of(request)
+        key = payload.get("authorization", payload.get("Authorization"))
+        if not isinstance(key, str):
+            key = request.headers.get("authorization")
+        try:
+            principal = await runtime.authenticator.principal(key)
+        except Unauthenticated as exc:
+            return (NO_KEY if not key else BAD_KEY), exc.message[:120]
+        except DatabaseError:
+            return TRY_AGAIN_LATER, "the database is unavailable; try again shortly"
+        context.principal = principal
+        context.loaders = DataLoaders(db=context.db, project_id=principal.project_id)
+        return None
+
+    def _too_slow(self, error: SubscriberTooSlow) -> None:
+        log.warning("request %s: %s", self.context.request_id, error.message)
+        task = asyncio.create_task(
+            self._close(TRY_AGAIN_LATER, "subscriber too slow: resubscribe with afterSeq")
+        )
+        self._closing = task  # (a reference, so the task is not collected)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind what the client has not read yet; a client that reads
+        # nothing at all also answers no ping, and the server drops it after
+        # MEMVAULT_WS_PING_INTERVAL twice.
+        try:
+            await self.websocket.close(code, reason)
+        except Exception:
+            log.debug("close of a slow subscriber failed", exc_info=True)
+
+    async def handle_subscribe(self, message: Any) -> None:
+        """Strawberry's, with our per-connection limit and :class:`LiveOperation`."""
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=4401, reason="Unauthorized")
+            return
+        if message["id"] in self.operations:
+            await self.websocket.close(
+                code=4409, reason=f"Subscriber for {message['id']} already exists"
+            )
+            return
+        settings = self.context.settings
+        if len(self.operations) >= settings.max_subscriptions_per_connection:
+            limit = settings.max_subscriptions_per_connection
+            error = TooManySubscriptions(
+                f"at most {limit} subscriptions per connection"
+                " (MEMVAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION)"
+            )
+            payload = error.as_response()["errors"]
+            await self.send_message({"id": message["id"], "type": "error", "payload": payload})
+            return
+        operation = LiveOperation(
+            self,
+            message["id"],
+            message["payload"]["query"],
+            message["payload"].get("variables"),
+            message["payload"].get("operationName"),
+        )
+        operation.task = asyncio.create_task(self.run_operation(operation))
+        operation.task.add_done_callback(self._task_done)
+        self.operations[message["id"]] = operation
+
+    def formatted(self, error: GraphQLError) -> Any:
+        return format_error(error, request_id=self.context.request_id)
+
+
+class LiveOperation(TransportWSOperation[Any, None]):
+    """One operation of a connection, sending errors as over HTTP."""
+
+    handler: LiveHandler
+
+    async def send_initial_errors(self, errors: list[GraphQLError]) -> None:
+        payload = [self.handler.formatted(error) for error in errors]
+        message: Any = {"id": self.id, "type": "error", "payload": payload}
+        await self.send_operation_message(message)
+
+    async def send_next(self, execution_result: ExecutionResult) -> None:
+        payload: dict[str, Any] = {"data": execution_result.data}
+        if execution_result.errors:
+            payload["errors"] = [self.handler.formatted(e) for e in execution_result.errors]
+        if execution_result.extensions:
+            payload["extensions"] = execution_result.extensions
+        message: Any = {"id": self.id, "type": "next", "payload": payload}
+        await self.send_operation_message(message)
