@@ -115,8 +115,13 @@ def _listen(settings: Settings) -> socket.socket:
     one-line error naming them."""
     where = f"{settings.host}:{settings.port} (MEMVAULT_HOST/--host, MEMVAULT_PORT/--port)"
     try:
+        # As uvicorn binds a socket it is to share: IPv6 only for an address with a colon.
         family, kind, proto, _, address = socket.getaddrinfo(
-            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            settings.host,
+            settings.port,
+            family=socket.AF_INET6 if ":" in settings.host else socket.AF_INET,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
         )[0]
     except socket.gaierror as exc:
         raise click.ClickException(
