@@ -301,9 +301,7 @@ def keys_create(project: str, scope: str, name: str, create_store: bool) -> None
         raise click.BadParameter(exc.message, param_hint="--project") from None
 
     async def create(db: Database) -> tuple[ApiKeyDoc, str, bool]:
-        first = await api_keys.active_key_count(db) == 0 and not await api_keys.keys_ever_in_force(
-            db
-        )
+        first = not await api_keys.keys_in_force(db)
         doc, key = await api_keys.create_key(db, project_id=project, scope=scope, name=name)
         return doc, key, first
 

@@ -90,19 +90,14 @@ class Authenticator:
         previous = self._any_key
         if previous is not None and self._fresh(previous[0]):
             return previous[1]
-        in_force = await self._keys_in_force()
+        in_force = await api_keys.keys_in_force(
+            self.db, reopens=self.reopens, record=not self._recorded
+        )
+        self._recorded = self._recorded or in_force
         self._any_key = (time.monotonic(), in_force)
         if previous is not None and previous[1] != in_force:
             _log_switch(in_force)
         return in_force
-
-    async def _keys_in_force(self) -> bool:
-        if await api_keys.active_key_count(self.db) > 0:
-            if not self._recorded:  # keys made before the record existed close the store too
-                await api_keys.record_keys_in_force(self.db, first_key_id=None)
-                self._recorded = True
-            return True
-        return not self.reopens and await api_keys.keys_ever_in_force(self.db)
 
     async def principal(self, authorization: str | None) -> Principal:
         """The caller; UNAUTHENTICATED for a bad key, or for none when keys are needed."""

@@ -59,8 +59,16 @@ async def record_keys_in_force(db: Database, *, first_key_id: str | None) -> boo
     return result.upserted_id is not None
 
 
-async def keys_ever_in_force(db: Database) -> bool:
-    """Whether a key was ever created on this store (see :func:`record_keys_in_force`)."""
+async def keys_in_force(db: Database, *, reopens: bool = False, record: bool = False) -> bool:
+    """Whether this store's keys make every request need one: an active key exists or, unless
+    ``reopens`` (``MEMVAULT_AUTH=open``), one ever did. ``record``: an active key found is
+    recorded (see :func:`record_keys_in_force`), for keys made before the record existed."""
+    if await active_key_count(db) > 0:
+        if record:
+            await record_keys_in_force(db, first_key_id=None)
+        return True
+    if reopens:
+        return False
     return await service_state_docs(db).find_one({"_id": AUTH_STATE_ID}) is not None
 
 
