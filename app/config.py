@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 PREFIX = "MEMVAULT_"
 # What a browser sends in ``Origin``: scheme, host and port, lower case, nothing after them
 ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[a-z0-9.\-\[\]:]+")
+# ``MEMVAULT_`` variables that are not settings of the server: the Python client's key.
+OTHER_VARIABLES = frozenset({"MEMVAULT_API_KEY"})
 T = TypeVar("T")
 
 
@@ -52,7 +55,11 @@ class Settings:
     max_metadata_depth: int = setting(10, "deepest metadata nesting")
     max_metadata_key_length: int = setting(128, "longest metadata key")
     max_content_bytes: int = setting(262144, "largest memory content, UTF-8")
-    auth: str = setting("open", "`open`, or `required`: every request needs an API key")
+    auth: str = setting(
+        "auto",
+        "`auto`: open until the first API key is created, then keys for good; `required`: "
+        "every request needs a key; `open`: open again once no active key is left (see Security)",
+    )
     auth_cache_seconds: float = setting(5.0, "how long a key lookup is cached (revocation delay)")
     max_query_depth: int = setting(10, "deepest GraphQL selection")
     max_aliases: int = setting(20, "most aliases in one document")
@@ -113,7 +120,10 @@ class Settings:
                 "MEMVAULT_DEFAULT_PAGE_SIZE must be 1..MEMVAULT_MAX_PAGE_SIZE",
             ),
             (self.database.isidentifier(), "MEMVAULT_DATABASE must be an identifier"),
-            (self.auth in {"open", "required"}, "MEMVAULT_AUTH must be open or required"),
+            (
+                self.auth in {"auto", "open", "required"},
+                "MEMVAULT_AUTH must be auto, open or required",
+            ),
             self._bound("auth_cache_seconds", ">=", 0),
             self._bound("max_query_depth", ">=", 2),
             self._bound("max_aliases", ">=", 0),
@@ -205,3 +215,17 @@ def settings_table() -> list[tuple[str, str, str]]:
         default = "unset" if f.default is None else str(f.default)
         rows.append((PREFIX + f.name.upper(), default, str(f.metadata.get("doc", ""))))
     return rows
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """Each ``MEMVAULT_*`` variable of ``env`` (default ``os.environ``) that nothing reads, with
+    the known name nearest to it (None when none is near): a typo would be silently ignored."""
+    env = os.environ if env is None else env
+    known = {PREFIX + f.name.upper() for f in dataclasses.fields(Settings)} | OTHER_VARIABLES
+    suffixes = {name.removeprefix(PREFIX): name for name in known}
+    found = []
+    for name in sorted(env):
+        if name.startswith(PREFIX) and name not in known:
+            near = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1)
+            found.append((name, suffixes[near[0]] if near else None))
+    return found

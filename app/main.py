@@ -13,32 +13,49 @@ from starlette.middleware import Middleware
 
 from memvault.http.cors import Cors
 from memvault.http.routes import routes
-from memvault.runtime import start_runtime, stop_runtime
+from memvault.runtime import start_runtime, stop_runtime, tune_garbage_collector
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from memvault.config import Settings
     from memvault.db.records import Client
-    from memvault.runtime import State
+    from memvault.runtime import Runtime, State
 
 
 def create_app(
-    settings: Settings, *, client: Client | None = None, tune_gc: bool = False
+    settings: Settings, *, client: Client | None = None, runtime: Runtime | None = None
 ) -> Starlette:
     """The application. With ``client`` (tests), it uses that client and does not close it.
-
-    ``tune_gc`` (``memvault serve``) tunes the process's garbage collector once started.
+    With ``runtime`` (``memvault serve``, which starts it before it listens, so that it reports
+    a failure to start itself), it uses that runtime and leaves stopping it to the caller.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        runtime = await start_runtime(settings, client, tune_gc=tune_gc)
-        try:
+        if runtime is not None:
             yield {"runtime": runtime}
+            return
+        started = await start_runtime(settings, client)
+        try:
+            yield {"runtime": started}
         finally:
-            await stop_runtime(runtime)
+            await stop_runtime(started)
 
     origins = settings.cors_origin_list
     middleware = [Middleware(Cors, origins=origins)] if origins else []
     return Starlette(routes=routes(settings), lifespan=lifespan, middleware=middleware)
+
+
+@contextlib.asynccontextmanager
+async def started_app(settings: Settings) -> AsyncIterator[Starlette]:
+    """For ``memvault serve``: the runtime started first (a failure to start is raised here,
+    before anything listens), then the app on it, with the garbage collector tuned once both
+    are built; the runtime is stopped when the block ends."""
+    runtime = await start_runtime(settings)
+    try:
+        app = create_app(settings, runtime=runtime)
+        tune_garbage_collector(settings)
+        yield app
+    finally:
+        await stop_runtime(runtime)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from memvault.db.engine import CommandCounter, EmbeddedEngine, EngineError, connect, deadline
+from memvault.db.engine import CommandCounter, EmbeddedEngine, connect, deadline, redact_uri
 from memvault.db.errors import DatabaseError
 from memvault.db.indexes import ensure_indexes
 from memvault.db.live import ChangeHub
@@ -68,15 +68,11 @@ def runtime_of(connection: HTTPConnection) -> Runtime:
     return runtime
 
 
-async def start_runtime(
-    settings: Settings, client: Client | None = None, *, tune_gc: bool = False
-) -> Runtime:
+async def start_runtime(settings: Settings, client: Client | None = None) -> Runtime:
     """Start the embedded engine (unless ``MEMVAULT_MONGODB_URI`` names a server) and connect,
     or use ``client`` (tests: it is not closed); then check the database, ensure the indexes,
     warm the engine's read shapes and start the background tasks. What it started is stopped
     again when a step fails.
-
-    ``tune_gc`` (``memvault serve``) tunes the process's garbage collector once started.
     """
     engine: EmbeddedEngine | None = None
     commands = CommandCounter()
@@ -85,14 +81,10 @@ async def start_runtime(
         if uri is None:
             engine = EmbeddedEngine(settings.data_dir, start_timeout=settings.engine_start_timeout)
             log.info("starting embedded engine (nx-27017) with data in %s", engine.data_dir)
-            try:
-                uri = await asyncio.to_thread(engine.start)
-            except EngineError as exc:
-                log.error("cannot start the embedded engine: %s", exc)
-                raise
+            uri = await asyncio.to_thread(engine.start)
             log.info("embedded engine answers on %s", uri)
         else:
-            log.info("using MongoDB at %s", _redact(uri))
+            log.info("using MongoDB at %s", redact_uri(uri))
         client = connect(
             uri,
             timeout_ms=settings.db_timeout_ms,
@@ -111,6 +103,7 @@ async def start_runtime(
             database,
             required=settings.auth == "required",
             cache_seconds=settings.auth_cache_seconds,
+            reopens=settings.auth == "open",
         ),
         live=ChangeHub(database, queue_limit=settings.subscription_queue_limit),
         engine=engine,
@@ -119,15 +112,9 @@ async def start_runtime(
     )
     try:
         await _prepare(runtime)
-        # Only with the fast path: its executor frees a request's objects when the request ends.
-        # Plain Strawberry leaves each request in a reference cycle (variables included) that
-        # only a collection frees: rarer collections would hold hundreds of MB of them.
-        if tune_gc and settings.fast_path:
-            tune_garbage_collector()
     except BaseException:
         await stop_runtime(runtime)
         raise
-    log.info("memvault is ready: open http://%s:%d/graphql", settings.host, settings.port)
     return runtime
 
 
@@ -200,9 +187,15 @@ async def warm(db: Database, sizes: Sequence[int]) -> None:
     log.info("warmed %d read shapes (unions up to %d) in %.1fs", sent, max(sizes), elapsed)
 
 
-def tune_garbage_collector() -> None:
-    """For a long-running server: leave what start-up built out of collections (``gc.freeze``)
-    and collect young objects every ``GC_YOUNG_THRESHOLD`` allocations."""
+def tune_garbage_collector(settings: Settings) -> None:
+    """For a long-running server (``memvault serve``, once started): leave what start-up built
+    out of collections (``gc.freeze``) and collect young objects every ``GC_YOUNG_THRESHOLD``
+    allocations."""
+    # Only with the fast path: its executor frees a request's objects when the request ends.
+    # Plain Strawberry leaves each request in a reference cycle (variables included) that
+    # only a collection frees: rarer collections would hold hundreds of MB of them.
+    if not settings.fast_path:
+        return
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
@@ -213,20 +206,10 @@ async def _announce_auth(runtime: Runtime) -> None:
     if runtime.settings.auth == "required":
         log.info("auth: required; every request needs an API key")
     elif await runtime.authenticator.keys_exist():
-        log.info("auth: API keys exist, so every request needs one")
+        log.info("auth: API keys are in force on this store, so every request needs one")
     else:
         log.warning(
             "auth: OPEN. No API key exists and MEMVAULT_AUTH is not 'required': anyone who can "
             "reach this port reads and writes the 'default' project. "
             "Create a key with `memvault keys create` or set MEMVAULT_AUTH=required."
         )
-
-
-def _redact(uri: str) -> str:
-    """The URI without its password."""
-    scheme, sep, rest = uri.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return uri
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"

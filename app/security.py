@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -11,6 +12,8 @@ from memvault.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
     from memvault.db.records import Database
+
+log = logging.getLogger("memvault")
 
 DEFAULT_PROJECT = "default"
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
@@ -58,23 +61,43 @@ def key_from_header(authorization: str | None) -> str | None:
 
 class Authenticator:
     """Resolves keys to principals, caching answers for ``cache_seconds`` (revocation and the
-    first key's creation take effect within that time)."""
+    first key's creation take effect within that time).
 
-    def __init__(self, db: Database, *, required: bool, cache_seconds: float) -> None:
+    ``required`` (``MEMVAULT_AUTH=required``): every request needs a key. Otherwise the store's
+    keys decide (:meth:`keys_exist`); ``reopens`` (``MEMVAULT_AUTH=open``) lets a store whose
+    last key was revoked run open again.
+    """
+
+    def __init__(
+        self, db: Database, *, required: bool, cache_seconds: float, reopens: bool = False
+    ) -> None:
         self.db = db
         self.required = required
+        self.reopens = reopens
         self.cache_seconds = cache_seconds
         self._known: dict[str, tuple[float, Principal]] = {}
         self._unknown: dict[str, float] = {}
         self._any_key: tuple[float, bool] | None = None
+        self._recorded = False  # the store's record that keys are in force is known to exist
 
     def _fresh(self, stamp: float) -> bool:
         return time.monotonic() - stamp < self.cache_seconds
 
     async def keys_exist(self) -> bool:
-        if self._any_key is None or not self._fresh(self._any_key[0]):
-            self._any_key = (time.monotonic(), await api_keys.active_key_count(self.db) > 0)
-        return self._any_key[1]
+        """Whether the store's keys make every request need one: an active key exists or,
+        unless ``reopens``, one ever did (a store closed by its first key stays closed). A
+        change is logged when noticed."""
+        previous = self._any_key
+        if previous is not None and self._fresh(previous[0]):
+            return previous[1]
+        in_force = await api_keys.keys_in_force(
+            self.db, reopens=self.reopens, record=not self._recorded
+        )
+        self._recorded = self._recorded or in_force
+        self._any_key = (time.monotonic(), in_force)
+        if previous is not None and previous[1] != in_force:
+            _log_switch(in_force)
+        return in_force
 
     async def principal(self, authorization: str | None) -> Principal:
         """The caller; UNAUTHENTICATED for a bad key, or for none when keys are needed."""
@@ -100,6 +123,22 @@ class Authenticator:
             self._known.pop(key_hash, None)
             _remember(self._unknown, key_hash, time.monotonic(), UNKNOWN_KEYS_CACHED)
         raise Unauthenticated("unknown or revoked API key")
+
+
+def _log_switch(keys_needed: bool) -> None:
+    if keys_needed:
+        log.warning(
+            "auth: an API key exists now, so every request needs one from now on (also once "
+            "the keys are revoked, unless MEMVAULT_AUTH=open); data written without a key is "
+            "in project %r: only a key of that project reaches it",
+            DEFAULT_PROJECT,
+        )
+    else:
+        log.warning(
+            "auth: OPEN again. No active API key is left and MEMVAULT_AUTH=open: requests "
+            "without a key read and write project %r",
+            DEFAULT_PROJECT,
+        )
 
 
 def _remember(cache: dict[str, T], key: str, value: T, limit: int) -> None:

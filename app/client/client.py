@@ -52,7 +52,10 @@ class MemvaultClient:
     ``close()`` it.
 
     ``api_key`` (default: the ``MEMVAULT_API_KEY`` environment variable) goes in
-    ``Authorization: Bearer``. ``timeout`` is in seconds per request.
+    ``Authorization: Bearer``. ``timeout`` (seconds, default 30) bounds each call as a whole:
+    every request it sends, retries and the waits between them included; past it the call raises
+    ``MemvaultConnectionError``. ``None`` waits forever; an ``httpx.Timeout`` sets httpx's limits
+    of each request instead (no bound on the whole call). A listing's pages are a call each.
     Transient failures (connection errors, timeouts, SERVICE_UNAVAILABLE, HTTP 502-504) are
     retried up to ``max_retries`` times with exponential backoff (``backoff`` seconds doubling,
     at most ``max_backoff``), for calls that are safe to repeat; creates and deletes are retried

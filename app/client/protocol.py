@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -90,6 +91,49 @@ class RetryPolicy:
         if error.may_have_run and not call.idempotent:
             return None
         return self.delay(attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When one call must be over, retries and the waits between them included: ``timeout``
+    seconds after it began (``None``: never)."""
+
+    at: float | None
+
+    @classmethod
+    def after(cls, timeout: float | None) -> Deadline:
+        return cls(None if timeout is None else time.monotonic() + timeout)
+
+    def remaining(self) -> float | None:
+        """Seconds left (at least 0), or None without a deadline."""
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+    def allows(self, delay: float) -> bool:
+        """Whether waiting ``delay`` seconds still leaves time for another attempt."""
+        remaining = self.remaining()
+        return remaining is None or delay < remaining
+
+    def request_timeout(self, limits: httpx.Timeout) -> httpx.Timeout:
+        """httpx's per-phase ``limits`` of one request, none past the deadline."""
+        remaining = self.remaining()
+        if remaining is None:
+            return limits
+
+        def capped(limit: float | None) -> float:
+            return remaining if limit is None else min(limit, remaining)
+
+        return httpx.Timeout(
+            connect=capped(limits.connect),
+            read=capped(limits.read),
+            write=capped(limits.write),
+            pool=capped(limits.pool),
+        )
+
+
+def call_timeout(timeout: float | httpx.Timeout | None) -> float | None:
+    """The whole-call deadline a client's ``timeout`` argument sets: a number of seconds, or
+    none for ``None`` or an ``httpx.Timeout`` (which limits each request's phases instead)."""
+    return None if timeout is None or isinstance(timeout, httpx.Timeout) else float(timeout)
 
 
 def graphql_url(base_url: str) -> str:

@@ -13,7 +13,9 @@ from memvault.client.errors import MemvaultClientError
 from memvault.client.protocol import (
     KEEPALIVE_EXPIRY_S,
     Call,
+    Deadline,
     RetryPolicy,
+    call_timeout,
     connection_error,
     parse_response,
 )
@@ -43,35 +45,39 @@ class SyncTransport:
     ) -> None:
         self.url = url
         self.retry = retry
+        self.call_timeout = call_timeout(timeout)
         self.http = httpx.Client(
             headers=headers, timeout=timeout, limits=_LIMITS, transport=transport
         )
 
-    def execute(self, call: Call) -> dict[str, Any]:
-        """The call's data, trying again after transient failures where that is safe."""
+    def execute(self, call: Call, deadline: Deadline) -> dict[str, Any]:
+        """The call's data, trying again after transient failures where that is safe and
+        ``deadline`` leaves time."""
         body = call.body()
         attempt = 0
         while True:
             try:
                 try:
-                    response = self.http.post(self.url, content=body)
+                    timeout = deadline.request_timeout(self.http.timeout)
+                    response = self.http.post(self.url, content=body, timeout=timeout)
                 except httpx.TransportError as exc:
                     raise connection_error(exc) from exc
                 return parse_response(response.status_code, response.content)
             except MemvaultClientError as error:
                 error.attempts = attempt + 1
                 delay = self.retry.next_delay(error, call, attempt)
-                if delay is None:
+                if delay is None or not deadline.allows(delay):
                     raise
             time.sleep(delay)
             attempt += 1
 
     def run(self, op: Op[T]) -> T:
-        """Drive an operation to its result."""
+        """Drive an operation to its result within the client's timeout (all its requests)."""
+        deadline = Deadline.after(self.call_timeout)
         try:
             call = next(op)
             while True:
-                call = op.send(self.execute(call))
+                call = op.send(self.execute(call, deadline))
         except StopIteration as stop:
             result: T = stop.value
             return result
@@ -107,35 +113,39 @@ class AsyncTransport:
     ) -> None:
         self.url = url
         self.retry = retry
+        self.call_timeout = call_timeout(timeout)
         self.http = httpx.AsyncClient(
             headers=headers, timeout=timeout, limits=_LIMITS, transport=transport
         )
 
-    async def execute(self, call: Call) -> dict[str, Any]:
-        """The call's data, trying again after transient failures where that is safe."""
+    async def execute(self, call: Call, deadline: Deadline) -> dict[str, Any]:
+        """The call's data, trying again after transient failures where that is safe and
+        ``deadline`` leaves time."""
         body = call.body()
         attempt = 0
         while True:
             try:
                 try:
-                    response = await self.http.post(self.url, content=body)
+                    timeout = deadline.request_timeout(self.http.timeout)
+                    response = await self.http.post(self.url, content=body, timeout=timeout)
                 except httpx.TransportError as exc:
                     raise connection_error(exc) from exc
                 return parse_response(response.status_code, response.content)
             except MemvaultClientError as error:
                 error.attempts = attempt + 1
                 delay = self.retry.next_delay(error, call, attempt)
-                if delay is None:
+                if delay is None or not deadline.allows(delay):
                     raise
             await asyncio.sleep(delay)
             attempt += 1
 
     async def run(self, op: Op[T]) -> T:
-        """Drive an operation to its result."""
+        """Drive an operation to its result within the client's timeout (all its requests)."""
+        deadline = Deadline.after(self.call_timeout)
         try:
             call = next(op)
             while True:
-                call = op.send(await self.execute(call))
+                call = op.send(await self.execute(call, deadline))
         except StopIteration as stop:
             result: T = stop.value
             return result

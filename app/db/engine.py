@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pymongo
 from pymongo import AsyncMongoClient, MongoClient, monitoring
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from memvault.db.errors import is_unavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -37,6 +39,59 @@ HEARTBEAT_MS = 500  # the driver's minimum; see connect()
 
 class EngineError(RuntimeError):
     """The embedded engine could not be started."""
+
+
+class NoStoreError(RuntimeError):
+    """A one-off command found no store where ``MEMVAULT_DATA_DIR`` points (and was not told to
+    create one)."""
+
+
+def store_exists(data_dir: Path, database: str) -> bool:
+    """Whether the embedded engine's files in ``data_dir`` hold ``database`` (it keeps one
+    SQLite file per database)."""
+    return (data_dir / "db" / f"{database}.db").is_file()
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without its password."""
+    scheme, sep, rest = uri.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return uri
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def describe_failure(exc: BaseException, settings: Settings) -> str | None:
+    """One line saying why the database could not be used and which setting to look at, for
+    a failure to start the embedded engine or a driver error; None for any other exception."""
+    if settings.mongodb_uri is None:
+        where = f"the embedded engine (MEMVAULT_DATA_DIR={settings.data_dir})"
+    else:
+        where = f"MongoDB at {redact_uri(settings.mongodb_uri)} (MEMVAULT_MONGODB_URI)"
+    if isinstance(exc, NoStoreError):
+        return str(exc)
+    if isinstance(exc, EngineError):
+        return f"cannot start {where}: {_one_line(str(exc))}"
+    if isinstance(exc, ConfigurationError):  # InvalidURI included
+        return f"MEMVAULT_MONGODB_URI is not a URI the driver accepts: {_one_line(str(exc))}"
+    if is_unavailable(exc):
+        # The driver appends its timeouts and topology to the reason: the first part says it.
+        reason = str(exc).split(" (configured timeouts", 1)[0].split(", Timeout:", 1)[0]
+        return (
+            f"cannot reach {where} within MEMVAULT_DB_TIMEOUT_MS ({settings.db_timeout_ms} ms): "
+            f"{_one_line(reason)}"
+        )
+    if isinstance(exc, OperationFailure):
+        reason = (exc.details or {}).get("errmsg") or str(exc)
+        return f"{where} refused a command: {_one_line(str(reason))}"
+    if isinstance(exc, PyMongoError):
+        return f"database error from {where}: {_one_line(str(exc))}"
+    return None
+
+
+def _one_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "(no detail)"
 
 
 def connect(
@@ -393,11 +448,23 @@ class EmbeddedEngine:
 
 
 @contextlib.asynccontextmanager
-async def database_for_command(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+async def database_for_command(
+    settings: Settings, *, create: bool = False
+) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     """The database for a one-off command: the configured MongoDB, else the engine of a server
-    already running on the data directory, else an engine started for the command's duration."""
+    already running on the data directory, else an engine started for the command's duration.
+
+    That last one only on a data directory that holds the store (``NoStoreError`` otherwise: a
+    mistyped ``MEMVAULT_DATA_DIR`` would get a new empty store), unless ``create``.
+    """
     engine: EmbeddedEngine | None = None
     uri = settings.mongodb_uri or read_address(settings.data_dir)
+    if uri is None and not create and not store_exists(settings.data_dir, settings.database):
+        raise NoStoreError(
+            f"MEMVAULT_DATA_DIR={settings.data_dir} holds no memvault store (database "
+            f"{settings.database!r}): check the path; `memvault serve` creates one there, as do "
+            "`memvault keys create` and `memvault documents add` given --create"
+        )
     if uri is None:
         engine = EmbeddedEngine(settings.data_dir, start_timeout=settings.engine_start_timeout)
         uri = await asyncio.to_thread(engine.start)

@@ -113,6 +113,14 @@ class ApiKeyDoc(ApiKeyRead):
     key_hash: str  # SHA-256 of the key; the key itself is never stored
 
 
+class AuthStateDoc(TypedDict):
+    """The store's auth state (``_id`` "auth"): present once its first API key was created."""
+
+    _id: str
+    closed_ms: int  # when the first key was created (or first noticed)
+    first_key_id: str | None
+
+
 def user_docs(db: Database) -> AsyncCollection[UserDoc]:
     return cast("AsyncCollection[UserDoc]", db["users"])
 
@@ -127,3 +135,7 @@ def memory_docs(db: Database) -> AsyncCollection[MemoryDoc]:
 
 def api_key_docs(db: Database) -> AsyncCollection[ApiKeyDoc]:
     return cast("AsyncCollection[ApiKeyDoc]", db["api_keys"])
+
+
+def service_state_docs(db: Database) -> AsyncCollection[AuthStateDoc]:
+    return cast("AsyncCollection[AuthStateDoc]", db["service_state"])

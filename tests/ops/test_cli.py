@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from memvault.cli import main as cli_main
 from memvault.db.engine import EmbeddedEngine
 from memvault.db.purge import purge
 from memvault.db.queries import now_ms
+from tests.support.cli import clean_env, run
 
 EXTERNAL_URI = os.environ.get("MEMVAULT_MONGODB_URI") or None
 COMMANDS = ["serve", "export-schema", "purge", "keys", "bench"]  # DESIGN.md's commands
@@ -38,36 +38,6 @@ def command_paths() -> list[list[str]]:
 
     walk(cli_main, [])
     return paths
-
-
-def memvault_executable() -> str:
-    """The installed console script next to this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).with_name("memvault")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("memvault")
-    if found is None:
-        pytest.skip("the memvault console script is not installed")
-    return found
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
-    env.update(extra)
-    return env
-
-
-def run(
-    args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [memvault_executable(), *args],
-        env=env if env is not None else clean_env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_help_lists_the_commands() -> None:
@@ -191,8 +161,9 @@ def purge_target(tmp_path: Path) -> Any:
 
 
 @pytest.mark.slow
-def test_purge_command_on_an_empty_store(purge_target: Any, tmp_path: Path) -> None:
-    env, _ = purge_target
+def test_purge_command_on_a_store_with_nothing_to_purge(purge_target: Any, tmp_path: Path) -> None:
+    env, with_db = purge_target
+    with_db(lambda db: db["users"].insert_many(_docs("user_id", {"live": 0})))
     result = run(["purge", "--older-than", "0"], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -229,7 +200,8 @@ def test_purge_command_removes_old_soft_deleted_data(purge_target: Any, tmp_path
 
 @pytest.mark.slow
 def test_purge_defaults_to_purge_after(purge_target: Any, tmp_path: Path) -> None:
-    env, _ = purge_target
+    env, with_db = purge_target
+    with_db(lambda db: db["users"].insert_many(_docs("user_id", {"live": 0})))
     result = run(["purge"], env={**env, "MEMVAULT_PURGE_AFTER": "42"}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["older_than_seconds"] == 42
@@ -242,11 +214,11 @@ def test_purge_refuses_a_negative_age(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(EXTERNAL_URI is not None, reason="about the embedded engine")
-def test_purge_with_an_unusable_data_dir_says_why(tmp_path: Path) -> None:
+def test_a_command_with_an_unusable_data_dir_says_why(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     env = clean_env(MEMVAULT_DATA_DIR=str(blocker / "data"))
-    result = run(["purge", "--older-than", "0"], env=env, cwd=tmp_path)
+    result = run(["keys", "create", "--project", "p", "--create"], env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "cannot start the embedded engine" in result.stderr
     assert "Traceback" not in result.stderr
