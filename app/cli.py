@@ -28,12 +28,10 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from memvault.logs import configure
+
+    configure(level, log_format)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +52,7 @@ def serve(host: str | None, port: int | None) -> None:
     from memvault.main import create_app
 
     settings = _settings(host=host, port=port)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("nx_27017").setLevel(logging.WARNING)
     if settings.embedded:  # a data directory in use stops us here, in one line
         try:
@@ -68,8 +66,7 @@ def serve(host: str | None, port: int | None) -> None:
         port=settings.port,
         log_config=None,
         log_level=settings.log_level.lower(),
-        # Access lines are INFO: below that level uvicorn would still format each one's fields
-        access_log=logging.getLevelName(settings.log_level.upper()) <= logging.INFO,
+        access_log=False,  # app/http/observe.py writes them, with the request id and operation
         server_header=False,  # no "server: uvicorn" on every response
         lifespan="on",
         timeout_graceful_shutdown=10,

@@ -12,7 +12,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from memvault.http.cors import Cors
+from memvault.http.observe import Observe
 from memvault.http.routes import routes
+from memvault.metrics import Metrics
 from memvault.runtime import start_runtime, stop_runtime
 
 if TYPE_CHECKING:
@@ -29,16 +31,20 @@ def create_app(
     """The application. With ``client`` (tests), it uses that client and does not close it.
 
     ``tune_gc`` (``memvault serve``) tunes the process's garbage collector once started.
+    Its metrics (``/metrics``) are its own: a registry per app.
     """
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        runtime = await start_runtime(settings, client, tune_gc=tune_gc)
+        runtime = await start_runtime(settings, client, tune_gc=tune_gc, metrics=metrics)
         try:
             yield {"runtime": runtime}
         finally:
             await stop_runtime(runtime)
 
     origins = settings.cors_origin_list
-    middleware = [Middleware(Cors, origins=origins)] if origins else []
-    return Starlette(routes=routes(settings), lifespan=lifespan, middleware=middleware)
+    middleware = [Middleware(Observe, metrics=metrics)]
+    if origins:
+        middleware.append(Middleware(Cors, origins=origins))
+    return Starlette(routes=routes(settings, metrics), lifespan=lifespan, middleware=middleware)

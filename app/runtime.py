@@ -18,6 +18,7 @@ from memvault.db.indexes import ensure_indexes
 from memvault.db.purge import purge
 from memvault.db.queries import UNION_SIZES
 from memvault.db.shapes import warm_up
+from memvault.metrics import Metrics
 from memvault.security import Authenticator
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ class Runtime:
     client: Client
     db: Database
     authenticator: Authenticator
+    metrics: Metrics
     engine: EmbeddedEngine | None = None
-    commands: CommandCounter | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     owns_client: bool = True  # closed by :func:`stop_runtime` (not a client a test passed in)
 
@@ -67,7 +68,11 @@ def runtime_of(connection: HTTPConnection) -> Runtime:
 
 
 async def start_runtime(
-    settings: Settings, client: Client | None = None, *, tune_gc: bool = False
+    settings: Settings,
+    client: Client | None = None,
+    *,
+    tune_gc: bool = False,
+    metrics: Metrics | None = None,
 ) -> Runtime:
     """Start the embedded engine (unless ``MEMVAULT_MONGODB_URI`` names a server) and connect,
     or use ``client`` (tests: it is not closed); then check the database, ensure the indexes,
@@ -75,9 +80,11 @@ async def start_runtime(
     again when a step fails.
 
     ``tune_gc`` (``memvault serve``) tunes the process's garbage collector once started.
+    ``metrics`` (the app's) gets the database commands (only with a client of our own), the key
+    cache and the engine's restarts.
     """
     engine: EmbeddedEngine | None = None
-    commands = CommandCounter()
+    metrics = metrics or Metrics()
     if client is None:
         uri = settings.mongodb_uri
         if uri is None:
@@ -95,7 +102,7 @@ async def start_runtime(
             uri,
             timeout_ms=settings.db_timeout_ms,
             operation_timeout_ms=settings.db_timeout_ms,
-            event_listeners=[commands],
+            event_listeners=[CommandCounter(metrics.db_command)],
         )
         owns_client = True
     else:
@@ -110,10 +117,12 @@ async def start_runtime(
             required=settings.auth == "required",
             cache_seconds=settings.auth_cache_seconds,
         ),
+        metrics=metrics,
         engine=engine,
-        commands=commands,
         owns_client=owns_client,
     )
+    metrics.caches["api_keys"] = runtime.authenticator.cache_counts
+    metrics.engine_restarts = lambda: engine.restarts if engine is not None else 0
     try:
         await _prepare(runtime)
         # Only with the fast path: its executor frees a request's objects when the request ends.
