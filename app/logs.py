@@ -13,7 +13,6 @@ import sys
 import time
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-LOG_FORMATS = ("text", "json")
 # Set by app/http/observe.py for the duration of each request (its task and what it starts).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "memvault_request_id", default=None

@@ -164,9 +164,7 @@ def test_api_mongodb_uri_points_at_the_mongo_service(
 
 def interpolated(value: str, **variables: str) -> str:
     """``value`` as compose reads it: ``${NAME:-default}`` is the variable, else the default."""
-    return re.sub(
-        r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), value
-    )
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), value)
 
 
 def test_api_listens_on_all_interfaces_in_its_container(api: dict[str, Any]) -> None:

@@ -276,7 +276,8 @@ def exposed_names() -> set[str]:
 
 def test_the_grafana_dashboard_queries_only_metrics_that_exist() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    assert dashboard["title"] and dashboard["uid"]
+    assert dashboard["title"]
+    assert dashboard["uid"]
     assert dashboard["__inputs"][0]["pluginId"] == "prometheus"
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     assert len(exprs) >= 8
@@ -395,5 +396,6 @@ def test_json_logs_of_a_live_server(
     assert access[0]["code"] == "OK"
     assert access[0]["status"] == 200
     assert access[0]["path"] == "/graphql"
-    assert isinstance(access[0]["duration_ms"], float) and access[0]["duration_ms"] > 0
+    assert isinstance(access[0]["duration_ms"], float)
+    assert access[0]["duration_ms"] > 0
     assert any("memvault is ready" in line["message"] for line in lines)
