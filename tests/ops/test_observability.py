@@ -205,6 +205,20 @@ def test_operation_names_past_the_bound_share_one_label(monkeypatch: pytest.Monk
     assert counts == {"A": 2, "B": 1, "(other)": 2}
 
 
+def test_database_commands_are_timed_and_failures_counted_by_name() -> None:
+    metrics = Metrics()
+    metrics.db_command("find", 0.002, failed=False)
+    metrics.db_command("find", 0.3, failed=True)
+    metrics.db_command("insert", 0.0004, failed=False)
+    found = samples(metrics.render().decode())
+    seconds = "memvault_db_command_duration_seconds"
+    assert value(found, f"{seconds}_count", command="find") == 2
+    assert value(found, f"{seconds}_bucket", command="find", le="0.0025") == 1
+    assert value(found, f"{seconds}_count", command="insert") == 1
+    assert value(found, "memvault_db_command_failures_total", command="find") == 1
+    assert ("memvault_db_command_failures_total", frozenset({("command", "insert")})) not in found
+
+
 # ------------------------------------------------------------- item 5: who may read /metrics
 
 
