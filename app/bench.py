@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from memvault.db import memories as memory_repo
 from memvault.db import users as user_repo
@@ -187,11 +188,14 @@ class Server(ServeProcess):
         self.wire = WireClient("127.0.0.1", self.port)
 
     async def commands(self, client: httpx.AsyncClient) -> int:
+        """Database commands the server has sent so far (every command name together)."""
         text = (await client.get(f"{self.url}/metrics")).text
-        for line in text.splitlines():
-            if line.startswith("memvault_db_commands_total "):
-                return int(line.split()[1])
-        return 0
+        return sum(
+            int(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "memvault_db_command_duration_seconds_count"
+        )
 
     def cpu(self) -> float:
         return process_cpu_seconds(self.pid)

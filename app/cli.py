@@ -34,12 +34,10 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    from memvault.logs import configure
+
+    configure(level, log_format)
 
 
 class _OneLineFailures(click.Group):
@@ -92,7 +90,7 @@ def serve(host: str | None, port: int | None) -> None:
     from memvault.db.engine import clear_stale_engine
 
     settings = _settings(host=host, port=port)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("nx_27017").setLevel(logging.WARNING)
     _warn_unknown_variables()
     # Bound first: a port in use or an unknown host fails before anything starts.
@@ -160,7 +158,7 @@ async def _serve(settings: Settings, listener: socket.socket) -> bool:
             log_config=None,
             log_level=settings.log_level.lower(),
             # Access lines are INFO: below that level uvicorn would still format each one's fields
-            access_log=logging.getLevelName(settings.log_level.upper()) <= logging.INFO,
+            access_log=False,  # app/http/observe.py writes them, with the request id and operation
             server_header=False,  # no "server: uvicorn" on every response
             lifespan="on",
             timeout_graceful_shutdown=10,

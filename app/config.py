@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from ipaddress import IPv4Network, IPv6Network
 
 PREFIX = "MEMVAULT_"
 # What a browser sends in ``Origin``: scheme, host and port, lower case, nothing after them
@@ -93,6 +95,14 @@ class Settings:
     ws_ping_interval: float = setting(
         20.0, "seconds between WebSocket pings; a peer silent as long again is closed"
     )
+    log_format: str = setting(
+        "text", "`text`, or `json`: one JSON object per line (see Observability)"
+    )
+    metrics_allow: str = setting(
+        "127.0.0.1,::1",
+        "client addresses or networks that may read /metrics without an admin key once keys"
+        " exist, comma-separated; `none`: only admin keys (see Observability)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -156,6 +166,9 @@ class Settings:
             if not ok:
                 raise SettingsError(message)
         self._check_cors_origins()
+        if self.log_format not in {"text", "json"}:
+            raise SettingsError("MEMVAULT_LOG_FORMAT must be text or json")
+        self._metrics_networks()
 
     def _check_cors_origins(self) -> None:
         origins = self.cors_origin_list
@@ -183,6 +196,28 @@ class Settings:
     def cors_origin_list(self) -> tuple[str, ...]:
         """``MEMVAULT_CORS_ORIGINS`` as a tuple of origins (``("*",)`` for any)."""
         return tuple(origin.strip() for origin in self.cors_origins.split(",") if origin.strip())
+
+    def _metrics_networks(self) -> list[IPv4Network | IPv6Network]:
+        entries = [entry.strip() for entry in self.metrics_allow.split(",") if entry.strip()]
+        if entries == ["none"]:
+            return []
+        try:
+            return [ipaddress.ip_network(entry, strict=False) for entry in entries]
+        except ValueError as exc:
+            raise SettingsError(
+                f"MEMVAULT_METRICS_ALLOW: {exc}; give addresses or networks such as"
+                " 127.0.0.1,10.0.0.0/8, or none"
+            ) from None
+
+    def metrics_allowed(self, host: str) -> bool:
+        """Whether a client at ``host`` may read ``/metrics`` without an admin key."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+        return any(address in network for network in self._metrics_networks())
 
     @property
     def embedded(self) -> bool:

@@ -19,6 +19,7 @@ from memvault.db.live import ChangeHub
 from memvault.db.purge import purge
 from memvault.db.queries import UNION_SIZES
 from memvault.db.shapes import warm_up
+from memvault.metrics import Metrics
 from memvault.security import Authenticator
 
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ class Runtime:
     db: Database
     authenticator: Authenticator
     live: ChangeHub
+    metrics: Metrics
     engine: EmbeddedEngine | None = None
-    commands: CommandCounter | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     owns_client: bool = True  # closed by :func:`stop_runtime` (not a client a test passed in)
 
@@ -68,14 +69,19 @@ def runtime_of(connection: HTTPConnection) -> Runtime:
     return runtime
 
 
-async def start_runtime(settings: Settings, client: Client | None = None) -> Runtime:
+async def start_runtime(
+    settings: Settings, client: Client | None = None, *, metrics: Metrics | None = None
+) -> Runtime:
     """Start the embedded engine (unless ``MEMVAULT_MONGODB_URI`` names a server) and connect,
     or use ``client`` (tests: it is not closed); then check the database, ensure the indexes,
     warm the engine's read shapes and start the background tasks. What it started is stopped
     again when a step fails.
+
+    ``metrics`` (the app's) gets the database commands (only with a client of our own), the key
+    cache and the engine's restarts.
     """
     engine: EmbeddedEngine | None = None
-    commands = CommandCounter()
+    metrics = metrics or Metrics()
     if client is None:
         uri = settings.mongodb_uri
         if uri is None:
@@ -89,7 +95,7 @@ async def start_runtime(settings: Settings, client: Client | None = None) -> Run
             uri,
             timeout_ms=settings.db_timeout_ms,
             operation_timeout_ms=settings.db_timeout_ms,
-            event_listeners=[commands],
+            event_listeners=[CommandCounter(metrics.db_command)],
         )
         owns_client = True
     else:
@@ -106,10 +112,12 @@ async def start_runtime(settings: Settings, client: Client | None = None) -> Run
             reopens=settings.auth == "open",
         ),
         live=ChangeHub(database, queue_limit=settings.subscription_queue_limit),
+        metrics=metrics,
         engine=engine,
-        commands=commands,
         owns_client=owns_client,
     )
+    metrics.caches["api_keys"] = runtime.authenticator.cache_counts
+    metrics.engine_restarts = lambda: engine.restarts if engine is not None else 0
     try:
         await _prepare(runtime)
     except BaseException:

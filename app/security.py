@@ -79,6 +79,12 @@ class Authenticator:
         self._unknown: dict[str, float] = {}
         self._any_key: tuple[float, bool] | None = None
         self._recorded = False  # the store's record that keys are in force is known to exist
+        self.hits = 0  # key lookups answered from the cache (found or not)
+        self.misses = 0  # key lookups that read the database
+
+    def cache_counts(self) -> tuple[int, int]:
+        """(hits, misses) of the key cache so far (``/metrics``)."""
+        return self.hits, self.misses
 
     def _fresh(self, stamp: float) -> bool:
         return time.monotonic() - stamp < self.cache_seconds
@@ -109,9 +115,11 @@ class Authenticator:
         key_hash = api_keys.hash_key(key)
         known = self._known.get(key_hash)
         if known is not None and self._fresh(known[0]):
+            self.hits += 1
             return known[1]
         unknown = self._unknown.get(key_hash)
         if unknown is None or not self._fresh(unknown):
+            self.misses += 1
             doc = await api_keys.find_active_key(self.db, key_hash=key_hash)
             if doc is not None:
                 found = Principal(
@@ -122,6 +130,8 @@ class Authenticator:
                 return found
             self._known.pop(key_hash, None)
             _remember(self._unknown, key_hash, time.monotonic(), UNKNOWN_KEYS_CACHED)
+        else:
+            self.hits += 1
         raise Unauthenticated("unknown or revoked API key")
 
 

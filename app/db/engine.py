@@ -22,7 +22,7 @@ from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 from memvault.db.errors import is_unavailable
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from pymongo.asynchronous.database import AsyncDatabase
 
@@ -136,20 +136,20 @@ def deadline(seconds: float) -> contextlib.AbstractContextManager[None]:
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts the database commands this process sends (served at ``/metrics``)."""
+    """Reports each database command this process sends, when it is done, to ``observe``
+    (its name, seconds, and whether it failed): ``Metrics.db_command`` for ``/metrics``."""
 
-    def __init__(self) -> None:
-        self.started_total = 0
-        self.failed_total = 0
+    def __init__(self, observe: Callable[[str, float, bool], None]) -> None:
+        self.observe = observe
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.started_total += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
 
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.observe(event.command_name, event.duration_micros / 1e6, False)
+
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self.failed_total += 1
+        self.observe(event.command_name, event.duration_micros / 1e6, True)
 
 
 def engine_uri(port: int, host: str = "127.0.0.1") -> str:

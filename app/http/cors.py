@@ -31,7 +31,10 @@ HEADERS = (
     "apollographql-client-name",
     "apollographql-client-version",
     "x-apollo-operation-name",
+    "x-request-id",  # a frontend's own request id (README "Observability")
 )
+# What a frontend's script may read of a response besides the basic headers
+EXPOSED = ("x-request-id",)
 # How long a browser may reuse a preflight's answer (Chromium caps it at 2 hours)
 MAX_AGE_S = 600
 
@@ -53,6 +56,7 @@ class Cors:
             allow_methods=METHODS,
             allow_headers=HEADERS,
             allow_credentials=False,
+            expose_headers=EXPOSED,
             max_age=MAX_AGE_S,
         )
 

@@ -153,6 +153,11 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
         operation.task.add_done_callback(self._task_done)
         self.operations[message["id"]] = operation
 
+    async def run_operation(self, operation: Any) -> None:
+        """Strawberry's, counted in ``memvault_subscriptions_open`` while it runs."""
+        with runtime_of(self.context.request).metrics.subscription():
+            await super().run_operation(operation)
+
     def formatted(self, error: GraphQLError) -> Any:
         return format_error(error, request_id=self.context.request_id)
 

@@ -53,15 +53,23 @@ class PersistedQueries:
         self.schema = schema
         self.decode = decode
         self.cache: OrderedDict[str, str] = OrderedDict()
+        self.hits = 0
+        self.misses = 0  # lookups that read the collection
+
+    def cache_counts(self) -> tuple[int, int]:
+        """(hits, misses) of the cache in front of the collection so far (``/metrics``)."""
+        return self.hits, self.misses
 
     async def lookup(self, db: Database, sha256: str) -> str | None:
         query = self.cache.get(sha256)
         if query is None:
+            self.misses += 1
             query = await find_query(db, sha256)
             if query is None:
                 return None
             self.remember(sha256, query)
         else:
+            self.hits += 1
             self.cache.move_to_end(sha256)
         return query
 

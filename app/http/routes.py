@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from memvault.db.errors import DatabaseError
+from memvault.errors import DATABASE_UNAVAILABLE, Forbidden, ServiceUnavailable, Unauthenticated
 from memvault.http import graphiql
 from memvault.http.endpoint import GraphQLEndpoint
 from memvault.http.live import LiveEndpoint
-from memvault.http.view import GraphQLApp
+from memvault.http.view import GraphQLApp, refusal
+from memvault.metrics import CONTENT_TYPE
 from memvault.runtime import runtime_of
 from memvault.schema import build_schema
 
@@ -22,25 +24,30 @@ if TYPE_CHECKING:
 
     from memvault.config import Settings
     from memvault.db.records import Database
+    from memvault.metrics import Metrics
+    from memvault.runtime import Runtime
 
 READY_TIMEOUT_S = 1.0
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
+def routes(settings: Settings, metrics: Metrics) -> list[BaseRoute]:
     """The application's routes, with the GraphQL schema built for ``settings``; GraphiQL's
-    assets only while it is on."""
+    assets only while it is on. ``metrics`` gets the caches of the view and the endpoint."""
     view = GraphQLApp(
         build_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
     )
     endpoint = GraphQLEndpoint(view, max_body_bytes=settings.max_body_bytes)
+    if view.schema.documents is not None:  # the fast path's (plain Strawberry keeps none)
+        metrics.caches["documents"] = view.schema.documents.cache_counts
+    metrics.caches["persisted_queries"] = endpoint.persisted.cache_counts
     table: list[BaseRoute] = [
         Route("/graphql", endpoint),  # any method: the endpoint answers 405 itself
         WebSocketRoute("/graphql", LiveEndpoint(view)),  # subscriptions
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        Route("/metrics", scrape),
     ]
     if settings.graphiql:
         table.append(Mount(graphiql.STATIC_PATH, app=graphiql.static_files()))
@@ -61,23 +68,32 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "database unavailable"}, status_code=503)
 
 
-async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus text: database commands sent by this process (when it owns its client)."""
+async def scrape(request: Request) -> Response:
+    """Prometheus text (``app/metrics.py``), for callers :func:`metrics_refusal` lets in."""
     runtime = runtime_of(request)
-    lines = []
-    if runtime.commands is not None:
-        lines += [
-            "# TYPE memvault_db_commands_total counter",
-            f"memvault_db_commands_total {runtime.commands.started_total}",
-            "# TYPE memvault_db_command_failures_total counter",
-            f"memvault_db_command_failures_total {runtime.commands.failed_total}",
-        ]
-    restarts = runtime.engine.restarts if runtime.engine else 0
-    lines += [
-        "# TYPE memvault_engine_restarts_total counter",
-        f"memvault_engine_restarts_total {restarts}",
-    ]
-    return PlainTextResponse("\n".join(lines) + "\n")
+    refused = await metrics_refusal(request, runtime)
+    if refused is not None:
+        return refused
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def metrics_refusal(request: Request, runtime: Runtime) -> Response | None:
+    """Why ``request`` may not read ``/metrics``, or None: anyone may while the service is open
+    (no key exists, ``MEMVAULT_AUTH`` is not ``required``); once it is not, only a client
+    address in ``MEMVAULT_METRICS_ALLOW`` or an admin key."""
+    client = request.client
+    if client is not None and runtime.settings.metrics_allowed(client.host):
+        return None
+    try:
+        principal = await runtime.authenticator.principal(request.headers.get("authorization"))
+        principal.require("admin", action="Reading /metrics")  # (the open mode's is admin)
+        return None
+    except Unauthenticated as exc:
+        return refusal(request, 401, exc, {"WWW-Authenticate": "Bearer"})
+    except Forbidden as exc:
+        return refusal(request, 403, exc)
+    except DatabaseError:
+        return refusal(request, 503, ServiceUnavailable(DATABASE_UNAVAILABLE))
 
 
 async def ping(db: Database) -> bool:

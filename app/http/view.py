@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -31,10 +30,12 @@ from memvault.errors import (
     MemvaultError,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
 )
 from memvault.http import graphiql
 from memvault.http.live import LiveHandler
+from memvault.http.observe import request_id_for
 from memvault.runtime import runtime_of
 from memvault.schema._upstream import (
     CannotGetOperationTypeError,
@@ -203,7 +204,9 @@ class GraphQLApp(GraphQL[Context, None]):
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             request_id = request_id_of(request)
-            data["errors"] = [format_error(error, request_id=request_id) for error in result.errors]
+            errors = [format_error(error, request_id=request_id) for error in result.errors]
+            data["errors"] = list[object](errors)
+            request.state.code = errors[0]["extensions"]["code"]  # the outcome (metrics)
             if result.data is None and not any(error.path for error in result.errors):
                 # A request error: nothing ran (a field error has a path)
                 request.state.request_error = True
@@ -226,6 +229,7 @@ class GraphQLApp(GraphQL[Context, None]):
         except TooLarge:
             log.warning("request %s: response over %d bytes refused", request_id_of(request), cap)
             response = too_large(cap)
+            request.state.code = PayloadTooLarge.code
             body = self.encode_bytes(response)
         return cast("GraphQLHTTPResponse", EncodedResponse(response, body))
 
@@ -313,6 +317,7 @@ def refusal(
 ) -> JSONResponse:
     """The answer to a request refused before GraphQL ran: a GraphQL error whose
     ``extensions.code`` says why, in the media type the client accepts."""
+    request.state.code = error.code  # the outcome (metrics, access log)
     extensions: dict[str, Any] = {}
     if status >= 500 or isinstance(error, ServiceUnavailable):
         extensions["requestId"] = request_id_of(request)
@@ -334,10 +339,11 @@ def refused_by_view(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def request_id_of(request: Request | WebSocket) -> str:
-    """This request's id (made on first use): shown to clients with masked errors, and logged."""
+    """This request's id (``observe.py`` sets it as a request arrives; made here otherwise):
+    shown to clients with masked errors, logged, and echoed in ``X-Request-Id``."""
     request_id: str | None = getattr(request.state, "request_id", None)
     if request_id is None:
-        request_id = request.state.request_id = os.urandom(8).hex()
+        request_id = request.state.request_id = request_id_for(request.headers.get("x-request-id"))
     return request_id
 
 

@@ -289,6 +289,11 @@ class CostLimited(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(
         self, serially: bool | None = None
     ) -> AwaitableOrValue[ExecutionResult | ExperimentalIncrementalExecutionResults]:
+        request = getattr(self.context_value, "request", None)
+        if request is not None:  # what ran: the request's metrics and access log name it
+            operation = self.operation
+            name = operation.name.value if operation.name else None
+            request.state.operation = (name, operation.operation.value)
         refusal = self.query_cost.refusal(
             self.schema, self.operation, self.fragment_definitions, self.variable_values.coerced
         )

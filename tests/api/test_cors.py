@@ -85,13 +85,18 @@ async def test_allowed_origin_preflight_and_request(app_with: AppWith) -> None:
         assert {"GET", "POST"} <= set(headers["access-control-allow-methods"].split(", "))
         allowed = set(headers["access-control-allow-headers"].split(", "))
         assert {"authorization", "content-type", "api-key", "x-apollo-operation-name"} <= allowed
+        assert "x-request-id" in allowed
         assert headers["access-control-max-age"] == "600"
         assert "access-control-allow-credentials" not in headers
         assert "Origin" in answered.headers["vary"]
 
         posted = await client.post("/graphql", content=QUERY, headers={"origin": APP, **JSON})
         assert posted.json() == {"data": {"__typename": "Query"}}
-        assert cors_headers(posted) == {"access-control-allow-origin": APP}
+        # the script may read the request id (issue 17, item 6: README "Observability")
+        assert cors_headers(posted) == {
+            "access-control-allow-origin": APP,
+            "access-control-expose-headers": "x-request-id",
+        }
         assert "Origin" in posted.headers["vary"]
 
         fetched = await client.get("/graphql?query={__typename}", headers={"origin": APP})

@@ -7,6 +7,7 @@ compose plugin is installed.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -161,9 +162,31 @@ def test_api_mongodb_uri_points_at_the_mongo_service(
     assert parsed["options"]["replicaSet"] == args[args.index("--replSet") + 1]
 
 
-def test_api_listens_on_all_interfaces_and_publishes_8000(api: dict[str, Any]) -> None:
+def interpolated(value: str, **variables: str) -> str:
+    """``value`` as compose reads it: ``${NAME:-default}`` is the variable, else the default."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), value)
+
+
+def test_api_listens_on_all_interfaces_in_its_container(api: dict[str, Any]) -> None:
     assert environment(api)["MEMVAULT_HOST"] == "0.0.0.0"
-    assert "8000:8000" in [str(p) for p in api["ports"]]
+
+
+def test_api_is_published_on_loopback_only_unless_told(api: dict[str, Any]) -> None:
+    """Issue 17, item 7: compose published 0.0.0.0:8000 with auth open."""
+    (port,) = [str(p) for p in api["ports"]]
+    assert interpolated(port) == "127.0.0.1:8000:8000"
+    assert interpolated(port, API_ADDRESS="0.0.0.0", API_PORT="80") == "0.0.0.0:80:8000"
+
+
+def test_api_requires_api_keys(api: dict[str, Any]) -> None:
+    """Issue 17, item 7: compose ran the API open to whoever reached the port."""
+    assert environment(api)["MEMVAULT_AUTH"] == "required"
+
+
+def test_compose_and_readme_say_how_to_create_the_first_key() -> None:
+    command = "docker compose run --rm api memvault keys create"
+    assert command in COMPOSE.read_text()
+    assert command in (ROOT / "README.md").read_text()
 
 
 def test_api_waits_for_a_healthy_mongo(api: dict[str, Any]) -> None:

@@ -173,6 +173,8 @@ def _sample(name: str, default: object) -> tuple[str, object]:
         "auth": ("required", "required"),
         "data_dir": ("/srv/memvault", Path("/srv/memvault")),
         "cors_origins": ("https://app.example.com", "https://app.example.com"),
+        "log_format": ("json", "json"),
+        "metrics_allow": ("10.0.0.0/8", "10.0.0.0/8"),
     }
     if name in special:
         return special[name]

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 from memvault.db.engine import EmbeddedEngine, process_running, server_pid
@@ -138,6 +139,14 @@ def test_killed_engine_is_restarted_and_data_kept(servers: Any) -> None:
 
     assert server.ok(READ_USER, {"id": "u-crash"})["user"]["userId"] == "u-crash"
     server.ok(CREATE_USER, {"id": "u-after-crash"})
+    metrics = httpx.get(server.url + "/metrics", timeout=5).text
+    restarts = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "memvault_engine_restarts_total"
+    ]
+    assert restarts == [1], metrics
     assert server.stop() == 0, server.log
     assert wait_for(lambda: not process_running(new_pid), 5), f"engine {new_pid} still runs"
 

@@ -67,12 +67,18 @@ class DocumentStore:
         self.weight = 0  # estimated bytes of every entry
         self.parses = 0
         self.validations = 0
+        self.hits = 0  # parse() answered from the cache
+        self.misses = 0  # parse() that parsed (or refused) the document
         self._validated_for: GraphQLSchema | None = None
         self._rules: tuple[type[ASTValidationRule], ...] = ()
 
     def parse(self, query: str) -> DocumentNode:
         """The parsed ``query``; a ``GraphQLSyntaxError`` when it does not parse or is too large."""
-        return self._entry(query).document
+        return self._entry(query, lookup=True).document
+
+    def cache_counts(self) -> tuple[int, int]:
+        """(hits, misses) of :meth:`parse` so far (``/metrics``)."""
+        return self.hits, self.misses
 
     def errors(
         self, query: str, schema: GraphQLSchema, rules: tuple[type[ASTValidationRule], ...]
@@ -92,11 +98,14 @@ class DocumentStore:
             self._shrink()
         return errors
 
-    def _entry(self, query: str) -> _Entry:
+    def _entry(self, query: str, *, lookup: bool = False) -> _Entry:
+        """``query``'s entry, parsed now if not kept; ``lookup``: counted as a hit or miss."""
         entry = self._entries.get(query)
         if entry is not None:
+            self.hits += lookup
             self._entries.move_to_end(query)
             return entry
+        self.misses += lookup
         size = check_size(query, self.max_bytes)
         document = parse(query, max_tokens=self.max_tokens)
         self.parses += 1
