@@ -980,3 +980,67 @@ async def test_rule_identify_indexes_by_keys_not_names(db: Db, embedded: bool) -
     assert "idx_memories_seq" in await db.memories.index_information()  # ... and no effect
     await db.memories.create_index([("project_id", 1), ("uuid", 1)], name="other")
     assert await db.memories.index_information() == info
+
+
+# Change streams (live subscriptions: app/db/changes.py, app/db/live.py)
+
+
+async def _next_change(stream: Any, tries: int = 50) -> Any:
+    for _ in range(tries):
+        change = await stream.try_next()
+        if change is not None:
+            return change
+        await asyncio.sleep(0.02)
+    return None
+
+
+async def test_collection_watch_sees_inserts_updates_and_deletes_with_the_document(db: Db) -> None:
+    coll = db["live_contract"]
+    await coll.insert_one({"k": 0})
+    async with await coll.watch(full_document="updateLookup", max_await_time_ms=200) as stream:
+        await coll.insert_one({"k": 1, "v": "a"})
+        await coll.update_one({"k": 1}, {"$set": {"v": "b"}})
+        await coll.delete_one({"k": 1})
+        inserted, updated, deleted = [await _next_change(stream) for _ in range(3)]
+    assert inserted["operationType"] == "insert"
+    assert {k: v for k, v in inserted["fullDocument"].items() if k != "_id"} == {"k": 1, "v": "a"}
+    assert updated["operationType"] == "update"
+    assert updated["fullDocument"]["v"] == "b"  # the document after the update
+    assert deleted["operationType"] == "delete"
+    assert all("_id" in change for change in (inserted, updated, deleted))  # resume tokens
+
+
+async def test_resume_after_a_token_replays_what_came_after_it(db: Db) -> None:
+    coll = db["live_contract"]
+    async with await coll.watch(max_await_time_ms=200) as stream:
+        await coll.insert_many([{"k": n} for n in range(3)])
+        first = await _next_change(stream)
+    async with await coll.watch(resume_after=first["_id"], max_await_time_ms=200) as resumed:
+        rest = [await _next_change(resumed) for _ in range(2)]
+    assert [change["fullDocument"]["k"] for change in rest] == [1, 2]
+
+
+async def test_rule_watch_each_collection_not_the_database(db: Db, embedded: bool) -> None:
+    """The engine's database-wide stream delivers nothing: app/db/changes.py watches each
+    collection (one stream per collection per process)."""
+    async with await db.watch(max_await_time_ms=200) as stream:
+        await db["live_contract"].insert_one({"k": 1})
+        change = await _next_change(stream, tries=10)
+    if embedded:
+        assert change is None
+    else:
+        assert change is not None
+
+
+async def test_rule_poll_the_engine_between_empty_get_mores(db: Db, embedded: bool) -> None:
+    """The engine answers a getMore at once, even with maxAwaitTimeMS: the stream is polled with
+    a pause (POLL_S) rather than in a busy loop; MongoDB waits on the server."""
+    async with await db["live_contract"].watch(max_await_time_ms=300) as stream:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await stream.try_next() is None
+        waited = loop.time() - started
+    if embedded:
+        assert waited < 0.15
+    else:
+        assert waited >= 0.25
