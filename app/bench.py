@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from memvault.bench_live import LiveSizes, SubscribeScenario
 from memvault.db import memories as memory_repo
 from memvault.db import users as user_repo
 from memvault.db.engine import EmbeddedEngine, connect, free_port
@@ -48,6 +49,7 @@ NESTED_QUERY = """{ users(first: 10) { nodes { sessions(first: 10) { nodes {
   memories(last: 10) { nodes { content } } } } } } }"""
 LISTING_QUERY = """query($after: String) { sessions(first: 100, after: $after) {
   nodes { sessionId } pageInfo { hasNextPage endCursor } } }"""
+SCENARIOS = ("write", "write_concurrent", "window", "nested", "listing", "subscribe")
 WRITE_QUERY = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) {
   memories { uuid seq } } }"""
 
@@ -325,11 +327,15 @@ class Bench:
         concurrency: int,
         sizes: Sizes,
         progress: Progress,
+        live: LiveSizes | None = None,
+        only: tuple[str, ...] = SCENARIOS,
     ) -> None:
         self.mongodb_uri = mongodb_uri
         self.duration = duration
         self.concurrency = concurrency
         self.sizes = sizes
+        self.live = live or LiveSizes()
+        self.only = only
         self.progress = progress
         self.database = f"bench_{uuid.uuid4().hex[:8]}"
         self.client = connect(mongodb_uri, timeout_ms=5000)
@@ -481,17 +487,21 @@ class Bench:
         try:
             async with httpx.AsyncClient(limits=limits, timeout=30) as http:
                 await asyncio.to_thread(server.start().wait_ready)
-                scenarios = {
-                    "write": await self.scenario_write(server, http, concurrency=1),
-                    "write_concurrent": await self.scenario_write(
+                runs: dict[str, Callable[[], Awaitable[Result]]] = {
+                    "write": lambda: self.scenario_write(server, http, concurrency=1),
+                    "write_concurrent": lambda: self.scenario_write(
                         server, http, concurrency=self.concurrency
                     ),
-                    "window": await self.scenario_window(
+                    "window": lambda: self.scenario_window(
                         server, http, self.session_ids[len(self.session_ids) // 2]
                     ),
-                    "nested": await self.scenario_nested(server, http),
-                    "listing": await self.scenario_listing(server, http),
+                    "nested": lambda: self.scenario_nested(server, http),
+                    "listing": lambda: self.scenario_listing(server, http),
                 }
+                scenarios = {name: await run() for name, run in runs.items() if name in self.only}
+                subscribe = (
+                    await self.scenario_subscribe(server) if "subscribe" in self.only else None
+                )
                 growth_figures = [await self.scenario_growth(server, http, size) for size in growth]
         finally:
             server.close()
@@ -504,9 +514,24 @@ class Bench:
             "concurrency": self.concurrency,
             "scenarios": {name: flatten(result) for name, result in scenarios.items()},
         }
+        if subscribe is not None:
+            report["subscribe"] = subscribe
         if growth_figures:
             report["growth"] = growth_figures
         return report
+
+    async def scenario_subscribe(self, server: Server) -> dict[str, Any]:
+        self.progress.say(
+            f"subscribe: {self.live.subscribers} subscribers of {self.live.sessions} sessions"
+        )
+        scenario = SubscribeScenario(
+            http_url=server.url,
+            post=server.wire.post_json,
+            cpu=server.cpu,
+            sizes=self.live,
+            duration=self.duration,
+        )
+        return await scenario.run()
 
     async def scenario_write(
         self, server: Server, http: httpx.AsyncClient, *, concurrency: int
@@ -714,6 +739,19 @@ HEADINGS = {
     "ratio_p50": "ratio p50",
 }
 
+LIVE_COLUMNS = (
+    ("writes", 8, "writes", "d"),
+    ("events", 8, "events", "d"),
+    ("events/s", 10, "events_per_s", ".1f"),
+    ("p50 ms", 9, "p50_ms", ".2f"),
+    ("p99 ms", 9, "p99_ms", ".2f"),
+    ("start p50", 11, "p50_from_start_ms", ".2f"),
+    ("start p99", 11, "p99_from_start_ms", ".2f"),
+    ("cpu ms/event", 14, "cpu_ms_per_event", ".3f"),
+    ("lost", 6, "lost", "d"),
+    ("repeated", 10, "repeated", "d"),
+)
+
 
 def render_table(report: dict[str, Any]) -> str:
     """The report for people."""
@@ -725,13 +763,21 @@ def render_table(report: dict[str, Any]) -> str:
         f"memvault bench: {engine}, {machine_info['cpus']} CPUs, Python {machine_info['python']}",
         f"dataset {report['dataset']}, {report['duration_s']:g} s per scenario, "
         f"{report['concurrency']} clients in write_concurrent",
-        "",
-        header,
-        "-" * len(header),
     ]
+    if report["scenarios"]:
+        lines += ["", header, "-" * len(header)]
     for name, figures in report["scenarios"].items():
         cells = "".join(f"{figures[key]:>{width}{fmt}}" for key, width, fmt in COLUMNS)
         lines.append(f"{name:<18}{cells}")
+    if live := report.get("subscribe"):
+        lines += [
+            "",
+            f"subscribe: memoryAdded over graphql-transport-ws, {live['subscribers']} subscribers"
+            f" of {live['sessions']} sessions, {live['writers']} writers"
+            " (latency from the write's response; from its start):",
+            "".join(f"{heading:>{width}}" for heading, width, _, _ in LIVE_COLUMNS),
+            "".join(f"{live[key]:>{width}{fmt}}" for _, width, key, fmt in LIVE_COLUMNS),
+        ]
     if report.get("growth"):
         lines += ["", "recent window (memories(last: 20)) as one session grows:"]
         lines.append(f"{'memories':>10}{'p50 ms':>9}{'p99 ms':>9}{'floor p50 ms':>13}{'ratio':>7}")
@@ -766,6 +812,8 @@ async def run_bench(
     sizes: Sizes,
     growth: list[int],
     progress: bool,
+    live: LiveSizes | None = None,
+    only: tuple[str, ...] = SCENARIOS,
 ) -> dict[str, Any]:
     async with database(mongodb_uri) as uri:
         bench = Bench(
@@ -774,6 +822,8 @@ async def run_bench(
             concurrency=concurrency,
             sizes=sizes,
             progress=Progress(progress),
+            live=live,
+            only=only,
         )
         try:
             return await bench.run(growth=growth)

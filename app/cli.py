@@ -237,6 +237,17 @@ def purge_command(older_than: int | None) -> None:
 @click.option(
     "--growth", default="", help="Session sizes for the growth run, e.g. 100,10000,100000."
 )
+@click.option(
+    "--only", default="", help="Scenarios to run, comma-separated (default: all), e.g. subscribe."
+)
+@click.option(
+    "--subscribers", type=int, default=100, show_default=True, help="WebSockets in subscribe."
+)
+@click.option(
+    "--subscribed-sessions", type=int, default=10, show_default=True,
+    help="Sessions the subscribers share in subscribe (round robin).",
+)  # fmt: skip
+@click.option("--writers", type=int, default=4, show_default=True, help="Writers in subscribe.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def bench(
     mongodb_uri: str | None,
@@ -246,28 +257,45 @@ def bench(
     sessions_per_user: int,
     memories_per_session: int,
     growth: str,
+    only: str,
+    subscribers: int,
+    subscribed_sessions: int,
+    writers: int,
     as_json: bool,
 ) -> None:
     """Measure request cost over HTTP against the database's own floor."""
-    from memvault.bench import Sizes, render_table, run_bench
+    from memvault.bench import SCENARIOS, Sizes, render_table, run_bench
+    from memvault.bench_live import DeliveryError, LiveSizes
 
-    if duration <= 0 or concurrency < 1 or min(users, sessions_per_user, memories_per_session) < 1:
+    counts = (users, sessions_per_user, memories_per_session, subscribers, subscribed_sessions)
+    if duration <= 0 or concurrency < 1 or writers < 1 or min(counts) < 1:
         raise click.BadParameter("durations, counts and sizes must be positive")
+    selected = tuple(name.strip() for name in only.split(",") if name.strip()) or SCENARIOS
+    if unknown := set(selected) - set(SCENARIOS):
+        raise click.BadParameter(
+            f"unknown scenario(s) {', '.join(sorted(unknown))}; one of {', '.join(SCENARIOS)}",
+            param_hint="--only",
+        )
     try:
         sizes_for_growth = [int(size) for size in growth.split(",") if size.strip()]
     except ValueError:
         raise click.BadParameter("a comma-separated list of sizes", param_hint="--growth") from None
     _configure_logging("WARNING")
-    report = asyncio.run(
-        run_bench(
-            mongodb_uri=mongodb_uri,
-            duration=duration,
-            concurrency=concurrency,
-            sizes=Sizes(users, sessions_per_user, memories_per_session),
-            growth=sizes_for_growth,
-            progress=not as_json and sys.stderr.isatty(),
+    try:
+        report = asyncio.run(
+            run_bench(
+                mongodb_uri=mongodb_uri,
+                duration=duration,
+                concurrency=concurrency,
+                sizes=Sizes(users, sessions_per_user, memories_per_session),
+                growth=sizes_for_growth,
+                progress=not as_json and sys.stderr.isatty(),
+                live=LiveSizes(subscribers, subscribed_sessions, writers),
+                only=selected,
+            )
         )
-    )
+    except DeliveryError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report) if as_json else render_table(report))
 
 

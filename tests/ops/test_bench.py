@@ -8,11 +8,18 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from memvault.bench import WireClient
+from memvault.bench_live import check_order
 
+LIVE_FIELDS = {
+    "subscribers", "sessions", "writers", "writes", "write_errors", "events", "events_per_s",
+    "p50_ms", "p99_ms", "p50_from_start_ms", "p99_from_start_ms", "cpu_ms_per_event", "lost",
+    "repeated", "out_of_order", "unexpected",
+}  # fmt: skip
 FIELDS = {
     "requests", "errors", "rps", "p50_ms", "p99_ms", "db_commands_per_request",
     "cpu_ms_per_request", "floor_p50_ms", "ratio_p50",
@@ -25,14 +32,10 @@ def test_bench_reports_every_scenario_as_json() -> None:
     command = [
         sys.executable, "-m", "memvault", "bench", "--json", "--duration", "0.5", "--concurrency", "2",
         "--users", "2", "--sessions-per-user", "2", "--memories-per-session", "3", "--growth", "30",
+        "--subscribers", "4", "--subscribed-sessions", "2",
     ]  # fmt: skip
-    uri = os.environ.get("MEMVAULT_MONGODB_URI")
-    if uri:
-        command += ["--mongodb-uri", uri]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    assert set(report) >= {"machine", "engine", "scenarios", "growth"}
+    report = run_bench(command)
+    assert set(report) >= {"machine", "engine", "scenarios", "subscribe", "growth"}
     assert set(report["scenarios"]) == {"write", "write_concurrent", "window", "nested", "listing"}
     for name, figures in report["scenarios"].items():
         assert set(figures) >= FIELDS, name
@@ -42,6 +45,52 @@ def test_bench_reports_every_scenario_as_json() -> None:
         assert figures["db_commands_per_request"] > 0, name
     assert report["scenarios"]["nested"]["db_commands_per_request"] <= 4
     assert report["growth"][0]["memories"] == 30
+    assert report["subscribe"]["events"] > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
+def test_bench_subscribe_delivers_every_write_once_in_order() -> None:
+    command = [
+        sys.executable, "-m", "memvault", "bench", "--json", "--only", "subscribe",
+        "--duration", "1", "--subscribers", "5", "--subscribed-sessions", "2", "--writers", "2",
+        "--users", "1", "--sessions-per-user", "1", "--memories-per-session", "1",
+    ]  # fmt: skip
+    report = run_bench(command)
+    assert report["scenarios"] == {}
+    live = report["subscribe"]
+    assert set(live) >= LIVE_FIELDS
+    assert (live["subscribers"], live["sessions"], live["writers"]) == (5, 2, 2)
+    assert live["lost"] == live["repeated"] == live["out_of_order"] == live["unexpected"] == 0
+    assert live["write_errors"] == 0, live.get("first_error")
+    # Three subscribers of one session, two of the other: each write reaches two or three.
+    assert 2 * live["writes"] <= live["events"] <= 3 * live["writes"]
+    assert live["writes"] > 0
+
+
+def test_bench_rejects_an_unknown_scenario() -> None:
+    command = [sys.executable, "-m", "memvault", "bench", "--only", "subscribe,nope"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown scenario(s) nope" in result.stderr
+
+
+def test_delivery_check_counts_each_kind_of_wrong() -> None:
+    assert check_order([3, 4, 5], [3, 4, 5]) == dict.fromkeys(
+        ("lost", "repeated", "out_of_order", "unexpected"), 0
+    )
+    assert check_order([3, 5, 4, 4, 9], [3, 4, 5, 6]) == {
+        "lost": 1, "repeated": 1, "out_of_order": 1, "unexpected": 1,
+    }  # fmt: skip
+
+
+def run_bench(command: list[str]) -> dict[str, Any]:
+    uri = os.environ.get("MEMVAULT_MONGODB_URI")
+    if uri:
+        command = [*command, "--mongodb-uri", uri]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def test_bench_table_for_people() -> None:
@@ -51,7 +100,9 @@ def test_bench_table_for_people() -> None:
     report = {
         "machine": {"cpus": 2, "python": "3.11"}, "engine": "nx-27017 0.8.1 (embedded)",
         "dataset": {"users": 1}, "duration_s": 1.0, "concurrency": 4,
-        "scenarios": {"window": row}, "growth": [{"memories": 100, "p50_ms": 1.0, "p99_ms": 2.0,
+        "scenarios": {"window": row},
+        "subscribe": dict.fromkeys(LIVE_FIELDS, 1) | {"p50_ms": 12.5},
+        "growth": [{"memories": 100, "p50_ms": 1.0, "p99_ms": 2.0,
                                                    "floor_p50_ms": 0.5, "ratio_p50": 2.0}],
     }  # fmt: skip
     table = render_table(report)
@@ -59,6 +110,8 @@ def test_bench_table_for_people() -> None:
     assert "floor p50 ms" in table
     assert "cpu ms/req" in table
     assert "as one session grows" in table
+    assert "1 subscribers of 1 sessions" in table
+    assert "12.50" in table
 
 
 async def test_wire_client_replaces_connections_the_server_closed() -> None:
