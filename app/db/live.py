@@ -311,8 +311,15 @@ class MemoryFeed(_Feed):
         self.pending: dict[int, MemoryDoc] = {}  # above last, waiting for the numbers below
         self.skipped: deque[int] = deque(maxlen=MAX_SKIPPED)
         self.hole_since: float | None = None
+        self._memories: AsyncIterator[MemoryDoc] | None = None
 
-    async def __aiter__(self) -> AsyncIterator[MemoryDoc]:
+    def __aiter__(self) -> AsyncIterator[MemoryDoc]:
+        """The one iteration of this feed (each ``async for`` goes on with it)."""
+        if self._memories is None:
+            self._memories = self._run()
+        return self._memories
+
+    async def _run(self) -> AsyncIterator[MemoryDoc]:
         try:
             while True:
                 if self.must_resync:
@@ -427,8 +434,15 @@ class SessionFeed(_Feed):
     ) -> None:
         super().__init__(hub, key, on_too_slow)
         self.seen: tuple[Any, ...] = ()
+        self._changes: AsyncIterator[tuple[SessionChangeKind, SessionDoc]] | None = None
 
-    async def __aiter__(self) -> AsyncIterator[tuple[SessionChangeKind, SessionDoc]]:
+    def __aiter__(self) -> AsyncIterator[tuple[SessionChangeKind, SessionDoc]]:
+        """The one iteration of this feed (each ``async for`` goes on with it)."""
+        if self._changes is None:
+            self._changes = self._run()
+        return self._changes
+
+    async def _run(self) -> AsyncIterator[tuple[SessionChangeKind, SessionDoc]]:
         try:
             while True:
                 if self.must_resync:
