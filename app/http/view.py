@@ -138,14 +138,12 @@ class GraphQLApp(GraphQL[Context, None]):
         )
 
     def encode_json(self, data: object) -> str | bytes:
-        """orjson: ~1 ms less per nested response (140 KB) than the standard library. What
-        :meth:`process_result` answers is encoded already."""
+        """What Strawberry sends: an HTTP answer :meth:`process_result` encoded already, or a
+        ``graphql-transport-ws`` message as text (bytes would go as a binary frame, which a
+        browser hands to ``graphql-ws`` as a Blob: it closes the connection with 4004)."""
         if isinstance(data, EncodedResponse):
             return data.body
-        try:
-            return orjson.dumps(data)
-        except TypeError:  # what orjson refuses (e.g. integers past 64 bits), json still writes
-            return json.dumps(data, separators=(",", ":"))
+        return self.encode_bytes(data).decode()
 
     def parse_json(self, data: str | bytes) -> Any:
         """A JSON object (one operation) or array (a batch, which the view refuses); any other
@@ -234,8 +232,11 @@ class GraphQLApp(GraphQL[Context, None]):
         return cast("GraphQLHTTPResponse", EncodedResponse(response, body))
 
     def encode_bytes(self, data: object) -> bytes:
-        encoded = self.encode_json(data)
-        return encoded.encode() if isinstance(encoded, str) else encoded
+        """orjson: ~1 ms less per nested response (140 KB) than the standard library."""
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # what orjson refuses (e.g. integers past 64 bits), json still writes
+            return json.dumps(data, separators=(",", ":")).encode()
 
     async def answer(self, request: Request, operation: Operation, send: Send) -> None:
         """Execute one plain operation and send its JSON result, as :meth:`run` would."""

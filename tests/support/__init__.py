@@ -7,4 +7,6 @@
 - ``server``: the one live-server harness (``memvault serve`` processes) and a dropping proxy;
 - ``merge_oracle``: the RFC 7396 oracle and the RFC's examples;
 - ``readme``: the repository root and the README's fenced blocks.
+- ``npm_live``: the pinned npm packages of the README's browser example, which
+  ``live_client.mjs`` runs in Node.
 """
