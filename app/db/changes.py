@@ -50,10 +50,12 @@ async def watch(
     *,
     resume_after: Mapping[str, Any] | None = None,
     opened: Callable[[], None] | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Change]:
     """The changes of ``collection``, from after ``resume_after`` (or from now) on; ``opened`` is
-    called once the stream is open: every later change will be seen. Ends only by an error
-    (:data:`~memvault.db.errors.DatabaseError`), or when the caller stops iterating."""
+    called once the stream is open: every later change will be seen. Ends when ``until`` says so
+    (asked whenever no change came), by an error (:data:`~memvault.db.errors.DatabaseError`), or
+    when the caller stops iterating."""
     pipeline: list[Doc] = [{"$match": {"operationType": {"$in": list(WATCHED_KINDS)}}}]
     stream = await db[collection].watch(
         pipeline,
@@ -68,6 +70,8 @@ async def watch(
             asked = time.monotonic()
             event = await stream.try_next()
             if event is None:
+                if until is not None and until():
+                    return
                 if time.monotonic() - asked < AWAIT_MS / 2000:  # the server did not wait
                     await asyncio.sleep(POLL_S)
                 continue

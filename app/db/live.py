@@ -49,6 +49,9 @@ OPEN_TIMEOUT_S = 10.0
 """How long a new subscription waits for the change stream to open."""
 RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Pauses between attempts to reopen a change stream (the last one repeats)."""
+IDLE_S = 30.0
+"""How long a change stream without subscribers is kept open (on the embedded engine an open
+stream is polled: 5% of a core for nothing)."""
 MAX_SKIPPED = 1000
 """Numbers given up on that a feed remembers (to deliver late arrivals once)."""
 
@@ -86,6 +89,11 @@ class ChangeHub:
             "sessions": _Stream("sessions"),
         }
         self.closed = False
+
+    @property
+    def following(self) -> list[str]:
+        """The collections whose change streams this process follows now."""
+        return [name for name, stream in self._streams.items() if stream.task is not None]
 
     @property
     def subscribers(self) -> int:
@@ -178,10 +186,12 @@ class ChangeHub:
                 del stream.feeds[feed.key]
 
     async def _follow(self, stream: _Stream) -> None:
-        """Follow ``stream`` for ever: after an error, reopen it with the last token and, once
-        it is open, re-sync its feeds from the database."""
+        """Follow ``stream`` while it has feeds (and :data:`IDLE_S` longer): after an error,
+        reopen it with the last token and, once it is open, re-sync its feeds from the
+        database."""
         token: Mapping[str, Any] | None = None
         failures = 0
+        unused_since: float | None = None
 
         def opened() -> None:
             stream.opened.set()
@@ -189,16 +199,33 @@ class ChangeHub:
             if stream.reopened:
                 self._resync(stream)
 
+        def unused() -> bool:
+            nonlocal unused_since
+            if stream.feeds:
+                unused_since = None
+                return False
+            unused_since = unused_since or time.monotonic()
+            if time.monotonic() - unused_since < IDLE_S:
+                return False
+            stream.opened.clear()  # a feed that comes now waits for the next stream
+            return True
+
         while True:
             try:
                 async for change in watch(
-                    self.db, stream.collection, resume_after=token, opened=opened
+                    self.db, stream.collection, resume_after=token, opened=opened, until=unused
                 ):
                     failures = 0
                     token = change.token
                     self._dispatch(stream, change)
             except DatabaseError as exc:
                 stream.failure = _one_line(exc)
+            else:  # unused: stop, unless a feed came meanwhile (it waits for a new stream)
+                if not stream.feeds:
+                    stream.task = None
+                    return
+                token, unused_since = None, None  # nobody missed anything: from now on
+                continue
             if stream.opened.is_set():
                 stream.opened.clear()
                 log.warning(

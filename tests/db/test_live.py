@@ -147,3 +147,20 @@ async def test_an_unknown_session_is_not_found_and_leaves_no_feed(hub: ChangeHub
     with pytest.raises(NotFound):
         await hub.session_changes(project_id="other", session_id=SESSION)
     assert hub.subscribers == 0
+
+
+async def test_an_unused_stream_stops_and_a_new_subscriber_opens_it_again(
+    db: Db, hub: ChangeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "IDLE_S", 0.2)
+    feed = await hub.memories(project_id=PROJECT, session_id=SESSION, after_seq=0)
+    feed.close()
+    for _ in range(100):  # polled no more once unused for IDLE_S
+        if not hub.following:
+            break
+        await asyncio.sleep(0.05)
+    assert hub.following == []
+    memories = aiter(await hub.memories(project_id=PROJECT, session_id=SESSION, after_seq=None))
+    assert hub.following == ["memories"]
+    await store(db, 1)
+    assert await take(memories, 1) == [1]
