@@ -14,6 +14,12 @@ a session (265 ms) instead of 20 (1.6 ms). So the engine set indexes no field th
 equality beside a keyset range (``deleted_ms``, ``project_id``): the hourly purge scans instead.
 Indexes the engine has but this set lacks are dropped at start-up (by the engine's own names; it
 ignores the names it is given).
+
+Search (``search.py``) needs one text index on memories in both sets: ``$text`` fails on MongoDB
+without it and matches nothing on the engine. It weighs ``content`` only: metadata is filtered by
+equality, and a wildcard text index would also index ids and roles. Language ``none``: no
+stemming and no stop words, so any language is matched word for word (case and diacritics
+folded). The engine does not list a text index, so the drop of undeclared ones never sees it.
 """
 
 from __future__ import annotations
@@ -67,6 +73,16 @@ EMBEDDED_INDEXES: tuple[Index, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class TextIndex:
+    collection: str
+    weights: tuple[tuple[str, int], ...]
+    language: str = "none"
+
+
+MEMORY_TEXT_INDEX = TextIndex("memories", (("content", 10),))
+
+
 def indexes_for(*, embedded: bool) -> tuple[Index, ...]:
     return EMBEDDED_INDEXES if embedded else MONGODB_INDEXES
 
@@ -78,9 +94,16 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, embedded: bool) -
         await db[index.collection].create_index(
             [(key, 1) for key in index.keys], unique=index.unique, name=index.name
         )
+    text = MEMORY_TEXT_INDEX
+    await db[text.collection].create_index(
+        [(key, "text") for key, _ in text.weights],
+        weights=dict(text.weights),
+        default_language=text.language,
+        name=f"{text.collection}_text",
+    )
     if embedded:
         await _drop_undeclared(db, declared)
-    return len(declared)
+    return len(declared) + 1
 
 
 async def _drop_undeclared(db: AsyncDatabase[dict[str, Any]], declared: tuple[Index, ...]) -> None:
