@@ -398,7 +398,7 @@ def search_memories(
     user given (the whole project when neither), read a page at a time."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text must be a non-empty string")
-    wanted = DEFAULT_SEARCH_LIMIT if limit is None else limit_arg(limit, "limit")
+    wanted = limit_arg(limit, "limit") or DEFAULT_SEARCH_LIMIT
     scope: Data = {}
     if session_id is not None:
         scope["sessionId"] = require_id(session_id, "session_id")
