@@ -10,6 +10,7 @@ import pytest
 from tests.api.test_security import bearer, make_key
 from tests.support.documents import add, create_user, delete_memory, delete_session, restore_session
 from tests.support.graphql import GraphQLClient
+from tests.support.readme import fenced, section
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -182,3 +183,22 @@ async def test_regex_characters_are_separators_not_patterns(gql: GraphQLClient) 
     await corpus(gql)
     assert set(await search(gql, "address.*")) == {"m1", "m2", "m4", "m6", "m7"}
     assert await search(gql, "[a-z]+") == []
+
+
+async def test_the_readme_example(gql: GraphQLClient) -> None:
+    (example,) = fenced("graphql search", section("Search"))
+    await create_user(gql, "ada")
+    await add(
+        gql,
+        "ada-1",
+        "My address changed last week",
+        "The office address is old",
+        "An address for last week's invoice",
+        user_id="ada",
+        uuids=["r1", "r2", "r3"],
+    )
+    await add(gql, "other", "my address changed last week", uuids=["r4"])
+    data = (await gql.ok(example))["searchMemories"]
+    assert {edge["node"]["uuid"] for edge in data["edges"]} == {"r1", "r3"}
+    assert all(e["node"]["session"] == {"sessionId": "ada-1"} for e in data["edges"])
+    assert data["pageInfo"]["hasNextPage"] is False

@@ -38,6 +38,7 @@ from memvault.client import (
     User,
 )
 from memvault.db.engine import free_port
+from tests.support.readme import fenced, section
 from tests.support.server import DroppingProxy, LiveServer, live_server, uid
 
 if TYPE_CHECKING:
@@ -643,3 +644,16 @@ def test_memory_search_by_session_user_and_text(client: MemvaultClient) -> None:
         client.memory.search(s1, text="x" * 10_000)
     with pytest.raises(ValueError, match="text"):
         client.memory.search(s1, text=" ")
+
+
+def test_the_readme_search_example(fresh: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    (example,) = fenced("python", section("Search"))
+    with MemvaultClient(fresh.url) as client:
+        client.user.add(user_id="ada")
+        messages = [
+            Message(role_type="user", content="How does the engine add?"),
+            Message(role_type="assistant", content="The steam engine? No: the difference engine."),
+        ]
+        client.memory.add("ada-1", messages, user_id="ada")
+        exec(example, {"client": client})
+    assert capsys.readouterr().out.splitlines()[0].endswith(" How does the engine add?")
