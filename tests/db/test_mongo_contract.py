@@ -1178,3 +1178,22 @@ async def test_rule_a_text_index_is_not_listed_on_the_engine(db: Db, embedded: b
         pytest.skip("documents an embedded engine deviation")
     await db.memories.create_index([("content", "text")], default_language="none")
     assert list(await db.memories.index_information()) == ["_id_"]
+
+
+async def test_rule_create_the_text_index_again_fails_once_documents_exist(
+    db: Db, embedded: bool
+) -> None:
+    """On the engine creating the same text index again fails with "constraint failed" once
+    the collection holds documents (MongoDB: a no-op), and the index stays and keeps indexing.
+    So start-up takes that failure, on the engine only, as "it exists"."""
+    if not embedded:
+        pytest.skip("documents an embedded engine deviation")
+    await seed_text(db)
+    with pytest.raises(OperationFailure, match="constraint failed"):
+        await db.memories.create_index(
+            [("content", "text")], weights={"content": 10}, default_language="none", name="text"
+        )
+    await db.memories.insert_one(
+        {"project_id": P, "uuid": "e", "content": "noted", "deleted_ms": 0}
+    )
+    assert sorted(await text_search(db, '"noted"')) == ["b", "e"]
