@@ -179,10 +179,13 @@ async def search_match(db: Database, *, project_id: str, given: SearchFilter) ->
 
 
 def _metadata_keeps(row: MemoryRead, metadata: Mapping[str, Any] | None) -> bool:
-    """Type-strict metadata equality (the engine equates True with 1: see the contract)."""
+    """Metadata equality as MongoDB's: booleans are not numbers (the engine equates True with 1:
+    see the contract), 1 equals 1.0."""
     stored = row.get("metadata") or {}
     return all(
-        key in stored and type(stored[key]) is type(value) and stored[key] == value
+        key in stored
+        and isinstance(stored[key], bool) == isinstance(value, bool)
+        and stored[key] == value
         for key, value in (metadata or {}).items()
     )
 

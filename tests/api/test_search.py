@@ -95,6 +95,7 @@ async def test_each_filter(gql: GraphQLClient) -> None:
     assert set(await search(gql, "address", filter={"role": "agent"})) == {"m6", "m7"}
     assert set(await search(gql, "address", filter={"metadata": {"vip": True}})) == {"m6", "m7"}
     assert await search(gql, "address", filter={"metadata": {"vip": 1}}) == []
+    assert await search(gql, "address", filter={"metadata": {"lang": "fr"}}) == []
     future = "2999-01-01T00:00:00.000Z"
     assert await search(gql, "address", filter={"createdAfter": future}) == []
     assert len(await search(gql, "address", filter={"createdBefore": future})) == 5
@@ -202,3 +203,14 @@ async def test_the_readme_example(gql: GraphQLClient) -> None:
     assert {edge["node"]["uuid"] for edge in data["edges"]} == {"r1", "r3"}
     assert all(e["node"]["session"] == {"sessionId": "ada-1"} for e in data["edges"])
     assert data["pageInfo"]["hasNextPage"] is False
+
+
+async def test_cost_counts_the_page_asked_for(gql: GraphQLClient) -> None:
+    """Nested searches cost their page size (100 users x 4 searches of 5: 6,100), not the
+    largest page (120,100: over the limit)."""
+    search = 'searchMemories(query: "a", first: 5) { edges { node { session { sessionId } } } }'
+    aliases = " ".join(f"s{i}: {search}" for i in range(4))
+    query = f"{{ users(first: 100) {{ nodes {{ {aliases} }} }} }}"
+    assert (await gql.ok(query))["users"]["nodes"] == []
+    error = await gql.error(query.replace("first: 5", "first: 100"))
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
