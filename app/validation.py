@@ -216,11 +216,11 @@ def check_search_query(query: str) -> SearchTerms:
     """Words, "quoted phrases" and -excluded words of ``query``; BAD_USER_INPUT when it is too
     long, has too many or too long terms, or nothing to look for. Anything else is text:
     operators and regex characters separate words and mean nothing."""
-    check_text(query, field="query")
     if len(query) > MAX_QUERY_CHARS:
         raise BadUserInput(
             f"query must be at most {MAX_QUERY_CHARS} characters, got {len(query)}", field="query"
         )
+    check_text(query, field="query")
     required: list[tuple[str, ...]] = []
     excluded: set[str] = set()
     count = 0
