@@ -10,6 +10,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from memvault.db.merge import MetadataPatch
+from memvault.db.search import MAX_QUERY_CHARS, MAX_TERM_CHARS, MAX_TERMS, SearchTerms, tokens
 from memvault.errors import BadUserInput
 
 if TYPE_CHECKING:
@@ -205,3 +206,43 @@ def check_distinct(values: Sequence[str | None], *, field: str, item: str) -> No
                 field=f"{field}[{index}].{item}",
             )
         first[value] = index
+
+
+SEARCH_PART = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+"""A part of a search query: a "phrase" (maybe -"excluded"), else a run of non-spaces."""
+
+
+def check_search_query(query: str) -> SearchTerms:
+    """Words, "quoted phrases" and -excluded words of ``query``; BAD_USER_INPUT when it is too
+    long, has too many or too long terms, or nothing to look for. Anything else is text:
+    operators and regex characters separate words and mean nothing."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise BadUserInput(
+            f"query must be at most {MAX_QUERY_CHARS} characters, got {len(query)}", field="query"
+        )
+    check_text(query, field="query")
+    required: list[tuple[str, ...]] = []
+    excluded: set[str] = set()
+    count = 0
+    for match in SEARCH_PART.finditer(query):
+        minus, phrase, bare = match.groups()
+        words = tokens(phrase if bare is None else bare.lstrip("-"))
+        negative = bool(minus) or (bare is not None and bare.startswith("-"))
+        if not words:
+            continue
+        count += len(words)
+        if count > MAX_TERMS:
+            raise BadUserInput(f"query must have at most {MAX_TERMS} words", field="query")
+        if any(len(word) > MAX_TERM_CHARS for word in words):
+            raise BadUserInput(
+                f"query words must be at most {MAX_TERM_CHARS} characters", field="query"
+            )
+        if negative:
+            excluded.update(words)
+        elif phrase is not None:
+            required.append(tuple(words))
+        else:
+            required.extend((word,) for word in words)
+    if not required:
+        raise BadUserInput("query must have a word to look for", field="query")
+    return SearchTerms(tuple(dict.fromkeys(required)), frozenset(excluded))

@@ -93,6 +93,15 @@ query LastMemories($sessionId: String!, $last: Int!, $before: String) {
 }
 """
 
+SEARCH_MEMORIES = """
+query SearchMemories($query: String!, $filter: MemorySearchFilter, $first: Int, $after: String) {
+  searchMemories(query: $query, filter: $filter, first: $first, after: $after) {
+    edges { score node { ...MessageFields session { sessionId } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
 MEMORY_SESSION = """
 query MemorySession($uuid: String!) {
   memory(uuid: $uuid) { uuid session { sessionId } }
@@ -121,6 +130,7 @@ OPERATIONS: dict[str, str] = {
     "AddMemories": ADD_MEMORIES + MESSAGE_FIELDS,
     "LastMemories": LAST_MEMORIES + MESSAGE_FIELDS,
     "MemorySession": MEMORY_SESSION,
+    "SearchMemories": SEARCH_MEMORIES + MESSAGE_FIELDS,
     "UpdateMemory": UPDATE_MEMORY + MESSAGE_FIELDS,
     **_documents_of("User", USER_FIELDS),
     "UserSessions": USER_SESSIONS + SESSION_FIELDS,

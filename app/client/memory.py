@@ -11,7 +11,7 @@ from memvault.client.transport import AsyncTransport, Shell, SyncTransport
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 
-    from memvault.client.models import Memory, Message, Session, SessionPage
+    from memvault.client.models import Memory, MemorySearchResult, Message, Session, SessionPage
 
 
 class MemoryClient(Shell[SyncTransport]):
@@ -89,6 +89,27 @@ class MemoryClient(Shell[SyncTransport]):
         return self._transport.run(ops.last_messages(session_id, lastn, self._page_size))
 
     get_memory = get
+
+    def search(
+        self,
+        session_id: str | None = None,
+        *,
+        text: str,
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[MemorySearchResult]:
+        """Up to ``limit`` messages (default 10) matching ``text``, best first (ties: newest
+        first), in ``session_id`` and/or of ``user_id`` (the whole project when neither).
+        ``text``: words (all must match), "quoted phrases" and -excluded words."""
+        return self._transport.run(
+            ops.search_memories(
+                text,
+                session_id=session_id,
+                user_id=user_id,
+                limit=limit,
+                page_size=self._page_size,
+            )
+        )
 
     def update_message_metadata(
         self,
@@ -171,6 +192,25 @@ class AsyncMemoryClient(Shell[AsyncTransport]):
         """See ``MemoryClient.get``."""
         return await self._transport.run(ops.last_messages(session_id, lastn, self._page_size))
 
+    async def search(
+        self,
+        session_id: str | None = None,
+        *,
+        text: str,
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[MemorySearchResult]:
+        """See ``MemoryClient.search``."""
+        return await self._transport.run(
+            ops.search_memories(
+                text,
+                session_id=session_id,
+                user_id=user_id,
+                limit=limit,
+                page_size=self._page_size,
+            )
+        )
+
     async def update_message_metadata(
         self,
         session_id: str,
@@ -194,4 +234,5 @@ class AsyncMemoryClient(Shell[AsyncTransport]):
     alist_all_sessions = list_all_sessions
     aadd_memory = add_memory
     aget_memory = get
+    asearch = search
     get_memory = get

@@ -83,6 +83,16 @@ class Memory(_Model):
 
 
 @dataclass(kw_only=True)
+class MemorySearchResult(_Model):
+    """A message found by ``memory.search``, its session and its relevance (higher is better;
+    comparable only within one search), as Zep's search results."""
+
+    message: Message
+    score: float
+    session_id: str
+
+
+@dataclass(kw_only=True)
 class Session(_Model):
     """A conversation. ``id`` is memvault's global id (for GraphQL's ``node``)."""
 

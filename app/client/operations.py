@@ -20,6 +20,7 @@ from memvault.client.errors import NotFoundError
 from memvault.client.models import (
     CreateUserRequest,
     Memory,
+    MemorySearchResult,
     Message,
     Session,
     SessionPage,
@@ -379,6 +380,52 @@ def last_messages(session_id: str, lastn: int | None, page_size: int) -> Op[Memo
             break
         before = window["pageInfo"]["startCursor"]
     return Memory(messages=[message for page in reversed(pages) for message in page])
+
+
+DEFAULT_SEARCH_LIMIT = 10
+"""How many results ``memory.search`` returns when no limit is given."""
+
+
+def search_memories(
+    text: str,
+    *,
+    session_id: str | None,
+    user_id: str | None,
+    limit: int | None,
+    page_size: int,
+) -> Op[list[MemorySearchResult]]:
+    """Up to ``limit`` messages matching ``text``, best first, in the session and/or of the
+    user given (the whole project when neither), read a page at a time."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    wanted = limit_arg(limit, "limit") or DEFAULT_SEARCH_LIMIT
+    scope: Data = {}
+    if session_id is not None:
+        scope["sessionId"] = require_id(session_id, "session_id")
+    if user_id is not None:
+        scope["userId"] = require_id(user_id, "user_id")
+    found: list[MemorySearchResult] = []
+    after: str | None = None
+    while len(found) < wanted:
+        variables = {
+            "query": text,
+            "filter": scope or None,
+            "first": min(page_size, wanted - len(found)),
+            "after": after,
+        }
+        page = (yield Call("SearchMemories", variables, idempotent=True))["searchMemories"]
+        found += [
+            MemorySearchResult(
+                message=message_from(edge["node"]),
+                score=edge["score"],
+                session_id=edge["node"]["session"]["sessionId"],
+            )
+            for edge in page["edges"]
+        ]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    return found
 
 
 def update_message_metadata(session_id: str, uuid: str, metadata: Mapping[str, Any]) -> Op[Message]:

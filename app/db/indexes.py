@@ -14,12 +14,20 @@ a session (265 ms) instead of 20 (1.6 ms). So the engine set indexes no field th
 equality beside a keyset range (``deleted_ms``, ``project_id``): the hourly purge scans instead.
 Indexes the engine has but this set lacks are dropped at start-up (by the engine's own names; it
 ignores the names it is given).
+
+Search (``search.py``) needs one text index on memories in both sets: ``$text`` fails on MongoDB
+without it and matches nothing on the engine. It weighs ``content`` only: metadata is filtered by
+equality, and a wildcard text index would also index ids and roles. Language ``none``: no
+stemming and no stop words, so any language is matched word for word (case and diacritics
+folded). The engine does not list a text index, so the drop of undeclared ones never sees it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pymongo.errors import OperationFailure
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -67,6 +75,16 @@ EMBEDDED_INDEXES: tuple[Index, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class TextIndex:
+    collection: str
+    weights: tuple[tuple[str, int], ...]
+    language: str = "none"
+
+
+MEMORY_TEXT_INDEX = TextIndex("memories", (("content", 10),))
+
+
 def indexes_for(*, embedded: bool) -> tuple[Index, ...]:
     return EMBEDDED_INDEXES if embedded else MONGODB_INDEXES
 
@@ -78,9 +96,27 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, embedded: bool) -
         await db[index.collection].create_index(
             [(key, 1) for key in index.keys], unique=index.unique, name=index.name
         )
+    await _ensure_text_index(db, MEMORY_TEXT_INDEX, embedded=embedded)
     if embedded:
         await _drop_undeclared(db, declared)
-    return len(declared)
+    return len(declared) + 1
+
+
+async def _ensure_text_index(
+    db: AsyncDatabase[dict[str, Any]], text: TextIndex, *, embedded: bool
+) -> None:
+    try:
+        await db[text.collection].create_index(
+            [(key, "text") for key, _ in text.weights],
+            weights=dict(text.weights),
+            default_language=text.language,
+            name=f"{text.collection}_text",
+        )
+    except OperationFailure as exc:
+        # the engine refuses to create its text index again once documents exist, and keeps
+        # the one it has (tests/db/test_mongo_contract.py: test_rule_create_the_text_index_*)
+        if not (embedded and "constraint failed" in str(exc)):
+            raise
 
 
 async def _drop_undeclared(db: AsyncDatabase[dict[str, Any]], declared: tuple[Index, ...]) -> None:

@@ -214,7 +214,7 @@ class _Walk:
         """How many items the list fields of ``node``'s own selection hold: the page size of a
         connection, the length of a mutation's input list; None for any other field."""
         arguments = {argument.name.value: argument.value for argument in node.arguments or ()}
-        if all(name in definition.args for name in PAGE_ARGUMENTS):
+        if any(name in definition.args for name in PAGE_ARGUMENTS):  # searchMemories: first
             return self.page_size(arguments)
         listed = INPUT_LISTS.get(node.name.value)
         if listed is not None and parent is self.schema.mutation_type:

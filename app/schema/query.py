@@ -31,9 +31,14 @@ from memvault.schema.inputs import (
     UserIdArgument,
     UuidArgument,
 )
+from memvault.schema.search import MemorySearchConnection, search_connection
 from memvault.schema.types import (
+    AfterArgument,
+    FirstArgument,
     Memory,
     Node,
+    SearchFilterArgument,
+    SearchQueryArgument,
     Session,
     User,
     datetime_to_ms,
@@ -238,3 +243,21 @@ class Query:
         check_id(uuid, field="uuid", settings=info.context.settings)
         doc = await info.context.loaders.memory.load(uuid)
         return Memory.from_doc(doc) if doc else None
+
+    @strawberry.field(
+        description=(
+            "Live memories of the project matching a text query, best first (ties: newest"
+            " first). Memories of deleted sessions never appear."
+        )
+    )
+    async def search_memories(
+        self,
+        info: Info,
+        query: SearchQueryArgument,
+        filter: SearchFilterArgument = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+    ) -> MemorySearchConnection:
+        return await search_connection(
+            info.context, query=query, filter=filter, first=first, after=after
+        )

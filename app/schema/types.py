@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, ClassVar, NewType
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NewType
 
 import strawberry
 
@@ -21,6 +21,9 @@ from memvault.schema.context import Info
 from memvault.schema.fastpath.executor import SERIALISED
 from memvault.schema.fastpath.lookahead import memory_fields
 from memvault.validation import MAX_TIME_MS, check_time_ms
+
+if TYPE_CHECKING:  # (imported lazily by the schema: each imports this module)
+    from memvault.schema.search import MemorySearchConnection
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -157,6 +160,27 @@ SCALARS: dict[object, ScalarDefinition] = {
 }
 
 
+# searchMemories' arguments (Query, User, Session); its types live in search.py
+QUERY = (
+    'Words to find (all must match), "quoted phrases" (words in this order) and -words no'
+    " result may hold; case and diacritics are folded. At most 1000 characters and 16 words"
+    " (else BAD_USER_INPUT); other characters only separate words."
+)
+SearchQueryArgument = Annotated[str, strawberry.argument(description=QUERY)]
+SearchConnection = Annotated["MemorySearchConnection", strawberry.lazy("memvault.schema.search")]
+FirstArgument = Annotated[
+    int | None,
+    strawberry.argument(
+        description="At most this many results: 0 to MEMVAULT_MAX_PAGE_SIZE (100); default"
+        " MEMVAULT_DEFAULT_PAGE_SIZE (20)."
+    ),
+]
+AfterArgument = Annotated[
+    str | None,
+    strawberry.argument(description="Only the results after this cursor (of this search)."),
+]
+
+
 @strawberry.enum(description="Who wrote a memory, as Zep's role types.")
 class RoleType(Enum):
     USER = strawberry.enum_value("user", description="The human the agent talks to.")
@@ -165,6 +189,43 @@ class RoleType(Enum):
     TOOL = strawberry.enum_value("tool", description="A tool's output.")
     FUNCTION = strawberry.enum_value("function", description="A function call's output.")
     NOROLE = strawberry.enum_value("norole", description="No role given.")
+
+
+@strawberry.input(
+    description="Which memories a search may return; every given condition must hold."
+)
+class MemorySearchFilter:
+    user_id: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Only memories of the sessions of the user with this id.",
+    )
+    session_id: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Only memories of the session with this id."
+    )
+    role_type: RoleType | None = strawberry.field(
+        default=strawberry.UNSET, description="Only memories of this role type."
+    )
+    role: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Only memories with this role (exactly)."
+    )
+    created_after: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="Only those created strictly after this instant."
+    )
+    created_before: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="Only those created strictly before this instant."
+    )
+    metadata: JSON | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=(
+            "Only those whose metadata has each of these top-level keys equal to the given"
+            " string, number or boolean."
+        ),
+    )
+
+
+SearchFilterArgument = Annotated[
+    MemorySearchFilter | None, strawberry.argument(description="Only the memories that match.")
+]
 
 
 ROLE_TYPES = {role.value: role for role in RoleType}
@@ -263,6 +324,21 @@ class User(Node):
             to_node=Session.from_doc,
         )
 
+    @strawberry.field(description="This user's live memories matching a text query, best first.")
+    async def search_memories(
+        self,
+        info: Info,
+        query: SearchQueryArgument,
+        filter: SearchFilterArgument = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+    ) -> SearchConnection:
+        from memvault.schema.search import search_connection
+
+        return await search_connection(
+            info.context, query=query, filter=filter, first=first, after=after, user_id=self.user_id
+        )
+
 
 @strawberry.type(description="A conversation: an ordered list of memories, maybe of a user.")
 class Session(Node):
@@ -308,6 +384,26 @@ class Session(Node):
             fetch=lambda window: loaders.memories_of_session.load((session_id, window, fields)),
             count=self.memory_count,
             to_node=Memory.from_doc,
+        )
+
+    @strawberry.field(description="This session's live memories matching a text query, best first.")
+    async def search_memories(
+        self,
+        info: Info,
+        query: SearchQueryArgument,
+        filter: SearchFilterArgument = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+    ) -> SearchConnection:
+        from memvault.schema.search import search_connection
+
+        return await search_connection(
+            info.context,
+            query=query,
+            filter=filter,
+            first=first,
+            after=after,
+            session_id=self.session_id,
         )
 
 

@@ -23,7 +23,9 @@ def test_normative_names() -> None:
     mutation = built.mutation_type
     assert query is not None
     assert mutation is not None
-    assert set(query.fields) == {"node", "user", "users", "session", "sessions", "memory"}
+    assert set(query.fields) == {
+        *("node", "user", "users", "session", "sessions", "memory", "searchMemories")
+    }
     assert set(mutation.fields) == {
         "createUser", "upsertUser", "updateUser", "deleteUser", "forgetUser",
         "createSession", "upsertSession", "updateSession", "deleteSession", "restoreSession",

@@ -25,6 +25,7 @@ from memvault.client import (
     ConflictError,
     CreateUserRequest,
     Memory,
+    MemorySearchResult,
     MemvaultClient,
     MemvaultClientError,
     MemvaultConnectionError,
@@ -37,6 +38,7 @@ from memvault.client import (
     User,
 )
 from memvault.db.engine import free_port
+from tests.support.readme import fenced, section
 from tests.support.server import DroppingProxy, LiveServer, live_server, uid
 
 if TYPE_CHECKING:
@@ -620,3 +622,38 @@ def test_answers_that_are_not_graphql_become_client_errors() -> None:
         ):
             client.user.get("ada")
         assert check(error.value.message), error.value.message
+
+
+def test_memory_search_by_session_user_and_text(client: MemvaultClient) -> None:
+    user, s1, s2, word = uid("u"), uid("s"), uid("s"), uid("w").replace("-", "")
+    client.user.add(user_id=user)
+    client.memory.add(s1, [Message(role_type="user", content=f"{word} {word} home")], user_id=user)
+    client.memory.add(s1, [Message(role_type="assistant", content=f"{word} noted")])
+    client.memory.add(s2, [Message(role_type="user", content=f"{word} elsewhere")])
+
+    found = client.memory.search(s1, text=word)
+    assert [r.message.content for r in found] == [f"{word} {word} home", f"{word} noted"]
+    assert all(isinstance(r, MemorySearchResult) and r.session_id == s1 for r in found)
+    assert found[0].score > found[1].score
+    by_user = client.memory.search(user_id=user, text=f"{word} -home", limit=5)
+    assert [r.message.content for r in by_user] == [f"{word} noted"]
+    everywhere = client.memory.search(text=word, limit=2)
+    assert len(everywhere) == 2
+    assert len(client.memory.search(text=word, limit=50)) == 3
+    with pytest.raises(BadRequestError):
+        client.memory.search(s1, text="x" * 10_000)
+    with pytest.raises(ValueError, match="text"):
+        client.memory.search(s1, text=" ")
+
+
+def test_the_readme_search_example(fresh: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    (example,) = fenced("python", section("Search"))
+    with MemvaultClient(fresh.url) as client:
+        client.user.add(user_id="ada")
+        messages = [
+            Message(role_type="user", content="How does the engine add?"),
+            Message(role_type="assistant", content="The steam engine? No: the difference engine."),
+        ]
+        client.memory.add("ada-1", messages, user_id="ada")
+        exec(example, {"client": client})
+    assert capsys.readouterr().out.splitlines()[0].endswith(" How does the engine add?")

@@ -305,3 +305,11 @@ async def test_api_keys_and_scopes(
             await writer.memory.add_session(session_id="s")
         async with AsyncMemvaultClient(keyed.url, api_key=read_key) as reader:
             assert (await reader.memory.get_session("s")).session_id == "s"
+
+
+async def test_memory_search(client: AsyncMemvaultClient) -> None:
+    session, word = uid("s"), uid("w").replace("-", "")
+    await client.memory.add(session, [Message(role_type="user", content=f"the {word} is here")])
+    found = await client.memory.search(session, text=f'"the {word}"', limit=3)
+    assert [(r.session_id, r.message.content) for r in found] == [(session, f"the {word} is here")]
+    assert await client.memory.asearch(session, text=f"{word} -here") == []

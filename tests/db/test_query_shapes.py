@@ -7,6 +7,12 @@ application sends; each distinct shape (collection, equality fields, range and s
 be served by one of ``MONGODB_INDEXES``: its leading keys are equality fields of the shape and
 the key after them, if the shape has a range or sort, is that field. ``deleted_ms: 0`` (and any
 metadata equality) is a residual filter on the rows the index selects, not a way in.
+
+A search (``$text``) is served by the text index (``MEMORY_TEXT_INDEX``) and has one shape:
+``$text`` beside a flat filter (``project_id``, ``deleted_ms``, maybe ``session_id`` or
+``session_id: {$in}``, ``role_type``, ``role``, ``metadata.<key>``, a ``created_ms`` range), sorted
+by text score, then ``created_ms`` and ``uuid`` descending: no ``$and``/``$or`` (slow on the
+engine), no regex.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from memvault import runtime
 from memvault.config import Settings
 from memvault.db import api_keys
 from memvault.db.engine import connect
-from memvault.db.indexes import MONGODB_INDEXES, Index
+from memvault.db.indexes import MEMORY_TEXT_INDEX, MONGODB_INDEXES, Index
 from memvault.db.memories import MEMORY_SHAPES, memory_projection
 from memvault.db.purge import purge
 from memvault.db.queries import UNION_SIZES
@@ -106,14 +112,40 @@ def matched(index: Index, shape: Shape) -> int:
     return count
 
 
+SEARCH_FIELDS = {"project_id", "deleted_ms", "session_id", "role_type", "role", "created_ms"}
+SEARCH_SORT = [("score", {"$meta": "textScore"}), ("created_ms", -1), ("uuid", -1)]
+
+
+def is_search_shape(collection: str, query: dict[str, Any], sort: dict[str, Any]) -> bool:
+    """The one shape of a search: see the module's docstring."""
+    fields = set(query) - {"$text"}
+    flat = all(f in SEARCH_FIELDS or f.startswith("metadata.") for f in fields)
+    session = query.get("session_id")
+    return (
+        collection == MEMORY_TEXT_INDEX.collection
+        and set(query["$text"]) == {"$search"}
+        and {"project_id", "deleted_ms"} <= fields
+        and flat
+        and (not isinstance(session, dict) or set(session) == {"$in"})
+        and (
+            not isinstance(query.get("created_ms"), dict)
+            or set(query["created_ms"]) <= {"$gt", "$lt"}
+        )
+        and list(sort.items()) == SEARCH_SORT
+    )
+
+
 class ShapeRecorder(monitoring.CommandListener):
     def __init__(self) -> None:
         self.shapes: set[Shape] = set()
+        self.searches: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         command, name = event.command, event.command_name
         collection = command.get(name)
-        if name == "find":
+        if name == "find" and "$text" in command.get("filter", {}):
+            self.searches.append((collection, command["filter"], command.get("sort", {})))
+        elif name == "find":
             self.shapes.add(shape_of(collection, command.get("filter", {}), command.get("sort")))
         elif name == "aggregate":
             self.shapes.update(shapes_in_pipeline(collection, command["pipeline"]))
@@ -166,6 +198,9 @@ WORKLOAD = [
     'mutation { restoreSession(sessionId: "s1") { sessionId } }',
     'mutation { upsertSession(input: {sessionId: "s3", userId: "ann", metadata: {a: 1}}) { sessionId } }',
     'mutation { upsertUser(input: {userId: "bob"}) { userId } updateUser(input: {userId: "bob", email: "b@x.io"}) { userId } }',
+    '{ searchMemories(query: "a -b \\"c d\\"", filter: {sessionId: "s0", roleType: USER, role: "r", metadata: {k: 1}, createdAfter: "2020-01-01T00:00:00Z", createdBefore: "2100-01-01T00:00:00Z"}) { edges { score } } }',
+    '{ user(userId: "ann") { searchMemories(query: "a", first: 1) { pageInfo { endCursor } } } }',
+    '{ session(sessionId: "s1") { searchMemories(query: "a") { nodes { uuid } } } }',
     'mutation { deleteUser(userId: "ann") { deleted } }',
     'mutation { forgetUser(userId: "ann") { deleted } }',
 ]
@@ -193,6 +228,9 @@ async def test_every_query_shape_is_index_backed_on_mongodb(
         print(f"  {shape}  ->  {index.keys if index else None}")
     assert not unserved, "\n".join(str(shape) for shape, _ in unserved)
     assert len(table) >= 20  # the workload really exercised the data layer
+    assert len(recorder.searches) >= 3
+    odd = [s for s in recorder.searches if not is_search_shape(*s)]
+    assert not odd, odd
 
 
 # ---------------------------------------------------------------------------------------------
