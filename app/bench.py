@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -49,7 +51,34 @@ NESTED_QUERY = """{ users(first: 10) { nodes { sessions(first: 10) { nodes {
   memories(last: 10) { nodes { content } } } } } } }"""
 LISTING_QUERY = """query($after: String) { sessions(first: 100, after: $after) {
   nodes { sessionId } pageInfo { hasNextPage endCursor } } }"""
-SCENARIOS = ("write", "write_concurrent", "window", "nested", "listing", "subscribe")
+SEARCH_CASES = ("search_rare", "search_common", "search_phrase", "search_user")
+SCENARIOS = (
+    "write", "write_concurrent", "window", "nested", "listing", *SEARCH_CASES, "subscribe"
+)  # fmt: skip
+SEARCH_QUERY = """query($q: String!, $filter: MemorySearchFilter) {
+  searchMemories(query: $q, filter: $filter, first: 20) {
+    edges { score node { uuid content createdAt } } pageInfo { hasNextPage } } }"""
+# The search corpus: every memory holds three of the common words and a dozen of the others;
+# RARE_WORD is in one memory in 20,000.
+COMMON_WORDS = ("hello", "thanks", "please", "order", "address", "weather", "today", "help",
+                "price", "time")  # fmt: skip
+RARE_WORD = "zanzibar"
+SEARCH_TEXT = {
+    "search_rare": RARE_WORD,
+    "search_common": "hello thanks",
+    "search_phrase": '"hello thanks"',
+    "search_user": "hello thanks",
+}
+# The same searches as $text strings: each word quoted, so that all must match (as the API does)
+FLOOR_SEARCH = {
+    "search_rare": f'"{RARE_WORD}"',
+    "search_common": '"hello" "thanks"',
+    "search_phrase": '"hello thanks"',
+    "search_user": '"hello" "thanks"',
+}
+SEARCH_USERS = 50
+SEARCH_SESSIONS_PER_USER = 10
+SEARCHED_USER = "searcher-07"
 WRITE_QUERY = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) {
   memories { uuid seq } } }"""
 
@@ -59,6 +88,7 @@ class Sizes:
     users: int = 10
     sessions_per_user: int = 10
     memories_per_session: int = 20
+    search_memories: int = 100_000  # the search corpus (SEARCH_CASES)
 
 
 @dataclass
@@ -372,6 +402,37 @@ class Bench:
                 self.session_ids.append(session_id)
                 self.progress.say(f"seeding sessions {len(self.session_ids)}/{total}")
 
+    async def seed_search(self) -> None:
+        """The search corpus: ``search_memories`` memories in the sessions of 50 users (see
+        ``COMMON_WORDS``), written through the data layer as the API would."""
+        per_session = max(
+            1, self.sizes.search_memories // (SEARCH_USERS * SEARCH_SESSIONS_PER_USER)
+        )
+        words = random.Random(7)
+        vocabulary = [f"w{n}" for n in range(5000)]
+        written = 0
+        for u in range(SEARCH_USERS):
+            user_id = f"searcher-{u:02d}"
+            await user_repo.create_user(
+                self.db, project_id=PROJECT, user_id=user_id, fields={}, metadata={}
+            )
+            for s in range(SEARCH_SESSIONS_PER_USER):
+                batch = []
+                for i in range(written, written + per_session):
+                    chosen = words.sample(COMMON_WORDS, 3) + words.choices(vocabulary, k=12)
+                    if i % 20_000 == 7:
+                        chosen.append(RARE_WORD)
+                    batch.append(NewMemory(role_type="user", content=" ".join(chosen)))
+                await memory_repo.add_memories(
+                    self.db,
+                    project_id=PROJECT,
+                    session_id=f"{user_id}-s{s:02d}",
+                    user_id=user_id,
+                    memories=batch,
+                )
+                written += per_session
+            self.progress.say(f"seeding the search corpus {written}/{self.sizes.search_memories}")
+
     async def fill(
         self, session_id: str, count: int, *, user_id: str | None = None, chunk: int = 1000
     ) -> None:
@@ -480,6 +541,8 @@ class Bench:
     async def run(self, *, growth: list[int]) -> dict[str, Any]:
         self.progress.say("seeding")
         await self.seed()
+        if set(SEARCH_CASES) & set(self.only):
+            await self.seed_search()
         server = Server(self.mongodb_uri, self.database)
         limits = httpx.Limits(
             max_connections=self.concurrency + 4, max_keepalive_connections=self.concurrency + 4
@@ -497,6 +560,10 @@ class Bench:
                     ),
                     "nested": lambda: self.scenario_nested(server, http),
                     "listing": lambda: self.scenario_listing(server, http),
+                    **{
+                        case: functools.partial(self.scenario_search, server, http, case)
+                        for case in SEARCH_CASES
+                    },
                 }
                 scenarios = {name: await run() for name, run in runs.items() if name in self.only}
                 subscribe = (
@@ -678,6 +745,41 @@ class Bench:
         result = await self.measure("listing", server, http, call, floor)
         result.extra["pages_per_walk"] = -(-len(self.session_ids) // 100)
         return result
+
+    async def scenario_search(self, server: Server, http: httpx.AsyncClient, case: str) -> Result:
+        """One search (``SEARCH_TEXT``; the user filter for ``search_user``) for its first page of
+        20, against the same ``$text`` query through the driver (with the user's sessions read
+        first for the user filter, as memories do not hold their user)."""
+        given = {"userId": SEARCHED_USER} if case == "search_user" else None
+        variables = {"q": SEARCH_TEXT[case], "filter": given}
+
+        async def call() -> bool:
+            return await self.graphql(http, server, SEARCH_QUERY, variables) is not None
+
+        async def floor() -> None:
+            match: dict[str, Any] = {
+                "$text": {"$search": FLOOR_SEARCH[case]},
+                "project_id": PROJECT,
+                "deleted_ms": 0,
+            }
+            if given is not None:
+                sessions = await self.db.sessions.find(
+                    {"project_id": PROJECT, "user_id": SEARCHED_USER, "deleted_ms": 0},
+                    {"session_id": 1},
+                ).to_list()
+                match["session_id"] = {"$in": [row["session_id"] for row in sessions]}
+            score = {"$meta": "textScore"}
+            rows = (
+                await self.db.memories.find(
+                    match, {"uuid": 1, "content": 1, "created_ms": 1, "score": score, "_id": 0}
+                )
+                .sort([("score", score), ("created_ms", -1), ("uuid", -1)])
+                .limit(21)
+                .to_list()
+            )
+            json.dumps({"edges": rows[:20], "hasNextPage": len(rows) > 20})
+
+        return await self.measure(case, server, http, call, floor)
 
     async def scenario_growth(
         self, server: Server, http: httpx.AsyncClient, size: int

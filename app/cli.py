@@ -235,6 +235,10 @@ def purge_command(older_than: int | None) -> None:
 @click.option("--sessions-per-user", type=int, default=10, show_default=True)
 @click.option("--memories-per-session", type=int, default=20, show_default=True)
 @click.option(
+    "--search-memories", type=int, default=100_000, show_default=True,
+    help="Memories of the search corpus (the search_* scenarios).",
+)  # fmt: skip
+@click.option(
     "--growth", default="", help="Session sizes for the growth run, e.g. 100,10000,100000."
 )
 @click.option(
@@ -256,6 +260,7 @@ def bench(
     users: int,
     sessions_per_user: int,
     memories_per_session: int,
+    search_memories: int,
     growth: str,
     only: str,
     subscribers: int,
@@ -267,7 +272,10 @@ def bench(
     from memvault.bench import SCENARIOS, Sizes, render_table, run_bench
     from memvault.bench_live import DeliveryError, LiveSizes
 
-    counts = (users, sessions_per_user, memories_per_session, subscribers, subscribed_sessions)
+    counts = (
+        users, sessions_per_user, memories_per_session, search_memories, subscribers,
+        subscribed_sessions,
+    )  # fmt: skip
     if duration <= 0 or concurrency < 1 or writers < 1 or min(counts) < 1:
         raise click.BadParameter("durations, counts and sizes must be positive")
     selected = tuple(name.strip() for name in only.split(",") if name.strip()) or SCENARIOS
@@ -287,7 +295,7 @@ def bench(
                 mongodb_uri=mongodb_uri,
                 duration=duration,
                 concurrency=concurrency,
-                sizes=Sizes(users, sessions_per_user, memories_per_session),
+                sizes=Sizes(users, sessions_per_user, memories_per_session, search_memories),
                 growth=sizes_for_growth,
                 progress=not as_json and sys.stderr.isatty(),
                 live=LiveSizes(subscribers, subscribed_sessions, writers),

@@ -32,11 +32,14 @@ def test_bench_reports_every_scenario_as_json() -> None:
     command = [
         sys.executable, "-m", "memvault", "bench", "--json", "--duration", "0.5", "--concurrency", "2",
         "--users", "2", "--sessions-per-user", "2", "--memories-per-session", "3", "--growth", "30",
-        "--subscribers", "4", "--subscribed-sessions", "2",
+        "--subscribers", "4", "--subscribed-sessions", "2", "--search-memories", "1000",
     ]  # fmt: skip
     report = run_bench(command)
     assert set(report) >= {"machine", "engine", "scenarios", "subscribe", "growth"}
-    assert set(report["scenarios"]) == {"write", "write_concurrent", "window", "nested", "listing"}
+    assert set(report["scenarios"]) == {
+        "write", "write_concurrent", "window", "nested", "listing",
+        "search_rare", "search_common", "search_phrase", "search_user",
+    }  # fmt: skip
     for name, figures in report["scenarios"].items():
         assert set(figures) >= FIELDS, name
         assert figures["requests"] > 0, name
