@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -52,16 +53,8 @@ class MemvaultSchema(strawberry.Schema):
         """Strawberry's ``execute``, except that a document of several operations needs an
         operation name (:class:`OperationNameRequired`; Strawberry would run the first)."""
         if operation_name is None and query:
-            try:
-                document = (
-                    self.documents.parse(query)
-                    if self.documents is not None
-                    else parse_limited(query, self.settings)
-                )
-            except GraphQLError:
-                pass  # Strawberry's execute reports it
-            else:
-                only_operation_name(document)
+            with contextlib.suppress(GraphQLError):  # Strawberry's execute reports it
+                self.check_document(query, operation_name)
         return await super().execute(
             query,
             variable_values,
@@ -71,6 +64,18 @@ class MemvaultSchema(strawberry.Schema):
             allowed_operation_types,
             operation_extensions,
         )
+
+    def check_document(self, query: str, operation_name: str | None) -> None:
+        """A ``GraphQLSyntaxError`` when ``query`` does not parse within the limits, and
+        :class:`OperationNameRequired` when it has several operations and no ``operation_name``
+        (also for streaming transports: Strawberry's ``stream`` lets the first run)."""
+        document = (
+            self.documents.parse(query)
+            if self.documents is not None
+            else parse_limited(query, self.settings)
+        )
+        if operation_name is None:
+            only_operation_name(document)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
