@@ -26,10 +26,14 @@ from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
 from memvault.db.errors import DatabaseError
-from memvault.errors import SubscriberTooSlow, TooManySubscriptions, Unauthenticated
+from memvault.errors import SubscriberTooSlow, TooManySubscriptions, Unauthenticated, timed_out
 from memvault.http.cors import origin_allowed
 from memvault.runtime import runtime_of
-from memvault.schema._upstream import BaseGraphQLTransportWSHandler, TransportWSOperation
+from memvault.schema._upstream import (
+    BaseGraphQLTransportWSHandler,
+    OperationType,
+    TransportWSOperation,
+)
 from memvault.schema.errors import OperationNameRequired, format_error
 from memvault.schema.loaders import DataLoaders
 
@@ -160,7 +164,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
             await self.send_message({"id": message["id"], "type": "error", "payload": payload})
             return
         try:  # Strawberry's stream raises these instead of reporting them
-            cast("MemvaultSchema", self.schema).check_document(query, operation_name)
+            kind = cast("MemvaultSchema", self.schema).check_document(query, operation_name)
         except (GraphQLError, OperationNameRequired) as exc:
             error = exc.as_graphql_error() if isinstance(exc, OperationNameRequired) else exc
             payload = [self.formatted(error)]
@@ -169,14 +173,34 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
         operation = LiveOperation(
             self, message["id"], query, request.get("variables"), operation_name
         )
+        if kind is not OperationType.SUBSCRIPTION:  # bounded as over HTTP
+            operation.timeout = settings.request_timeout
         operation.task = asyncio.create_task(self.run_operation(operation))
         operation.task.add_done_callback(self._task_done)
         self.operations[message["id"]] = operation
 
     async def run_operation(self, operation: Any) -> None:
-        """Strawberry's, counted in ``memvault_subscriptions_open`` while it runs."""
+        """Strawberry's, counted in ``memvault_subscriptions_open`` while it runs; a query or a
+        mutation stopped at ``MEMVAULT_REQUEST_TIMEOUT`` as over HTTP."""
         with runtime_of(self.context.request).metrics.subscription():
-            await super().run_operation(operation)
+            if operation.timeout is None:
+                await super().run_operation(operation)
+                return
+            try:
+                async with asyncio.timeout(operation.timeout) as deadline:
+                    await super().run_operation(operation)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                log.warning(
+                    "request %s: operation %r stopped after %s s (MEMVAULT_REQUEST_TIMEOUT)",
+                    self.context.request_id,
+                    operation.id,
+                    operation.timeout,
+                )
+                payload = timed_out(operation.timeout).as_response()["errors"]
+                message: Any = {"id": operation.id, "type": "error", "payload": payload}
+                await operation.send_operation_message(message)
 
     def formatted(self, error: GraphQLError) -> Any:
         return format_error(error, request_id=self.context.request_id)
@@ -203,6 +227,7 @@ class LiveOperation(TransportWSOperation[Any, None]):
     """One operation of a connection, sending errors as over HTTP."""
 
     handler: LiveHandler
+    timeout: float | None = None  # seconds it may run (queries and mutations)
 
     async def send_initial_errors(self, errors: list[GraphQLError]) -> None:
         payload = [self.handler.formatted(error) for error in errors]

@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from memvault.config import Settings
 from memvault.schema import fastpath
+from memvault.schema._upstream import get_operation_type
 from memvault.schema.cost import QueryCost, cost_limited
 from memvault.schema.errors import error_code, is_expected
 from memvault.schema.limits import limit_extensions, only_operation_name, parse_limited
@@ -65,17 +66,21 @@ class MemvaultSchema(strawberry.Schema):
             operation_extensions,
         )
 
-    def check_document(self, query: str, operation_name: str | None) -> None:
-        """A ``GraphQLSyntaxError`` when ``query`` does not parse within the limits, and
+    def check_document(self, query: str, operation_name: str | None) -> OperationType | None:
+        """The type of the operation ``query`` runs (None when it has no such operation: the
+        execution reports it); a ``GraphQLSyntaxError`` when it does not parse within the limits,
         :class:`OperationNameRequired` when it has several operations and no ``operation_name``
-        (also for streaming transports: Strawberry's ``stream`` lets the first run)."""
+        (also for streaming transports: Strawberry's ``stream`` would run the first)."""
         document = (
             self.documents.parse(query)
             if self.documents is not None
             else parse_limited(query, self.settings)
         )
-        if operation_name is None:
-            only_operation_name(document)
+        name = operation_name if operation_name is not None else only_operation_name(document)
+        try:
+            return get_operation_type(document, name)
+        except RuntimeError:
+            return None
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

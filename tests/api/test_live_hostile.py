@@ -1,10 +1,13 @@
 """``/graphql`` over WebSocket against hostile or sloppy clients: messages that are not what
 ``graphql-transport-ws`` allows close the connection with 4400 and a reason, documents that do
-not parse are error messages as over HTTP, and ``connection_init`` always checks the key."""
+not parse are error messages as over HTTP, queries and mutations stop at the request timeout as
+over HTTP, and ``connection_init`` always checks the key."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -12,10 +15,10 @@ import pytest
 
 from memvault.db import api_keys
 from tests.support.live import MEMORY_ADDED, LiveClient
-from tests.support.server import live_server, uid
+from tests.support.server import embedded_only, engine_pid, live_server, uid
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
     from pymongo.asynchronous.database import AsyncDatabase
@@ -139,3 +142,26 @@ async def test_connection_init_without_a_payload_checks_the_key(
         assert (await live.others.get())["type"] == "connection_ack"
         sub = await live.subscribe(MEMORY_ADDED, {"sessionId": session, "afterSeq": 0})
         assert (await live.data(sub))["memoryAdded"]["seq"] == 1
+
+
+@embedded_only
+async def test_queries_over_a_websocket_stop_at_the_request_timeout(
+    servers: Callable[..., LiveServer], serve_env: dict[str, str]
+) -> None:
+    """As over HTTP: a query stuck on a stalled database is stopped at MEMVAULT_REQUEST_TIMEOUT
+    (before its database read gives up by itself), and the connection goes on."""
+    served = servers({**serve_env, "MEMVAULT_REQUEST_TIMEOUT": "0.5"}).start()
+    async with LiveClient.connect(served.url) as live:
+        engine = engine_pid(served.data_dir)
+        os.kill(engine, signal.SIGSTOP)
+        try:
+            stopped = await live.message(
+                await live.subscribe("{ sessions(first: 1) { nodes { sessionId } } }")
+            )
+        finally:
+            os.kill(engine, signal.SIGCONT)
+        assert stopped["type"] == "error", stopped
+        assert stopped["payload"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        assert "MEMVAULT_REQUEST_TIMEOUT" in stopped["payload"][0]["message"]
+        sub = await live.subscribe("{ __typename }")
+        assert await live.data(sub) == {"__typename": "Query"}
