@@ -69,6 +69,15 @@ class ServiceUnavailable(MemvaultError):
     code = "SERVICE_UNAVAILABLE"
 
 
+def timed_out(seconds: float) -> ServiceUnavailable:
+    """What a client is told of an operation stopped at ``MEMVAULT_REQUEST_TIMEOUT``."""
+    return ServiceUnavailable(
+        f"The request did not finish within {seconds} s (MEMVAULT_REQUEST_TIMEOUT) and was"
+        " stopped; ask for less, or try again shortly. A mutation may be partly done:"
+        " retry it with the same uuids."
+    )
+
+
 DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
 """What a client is told whenever the database does not answer (no driver text)."""
 

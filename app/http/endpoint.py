@@ -17,6 +17,7 @@ from memvault.errors import (
     ServiceUnavailable,
     Unauthenticated,
     UnsupportedMediaType,
+    timed_out,
 )
 from memvault.http.persisted import PersistedQueries
 from memvault.http.view import GraphQLApp, plain_operation, refusal, request_id_of
@@ -115,12 +116,7 @@ class GraphQLEndpoint:
             )
             # HTTP 200, as any error met while executing: it may have written (clients read an
             # error status as "not run")
-            stopped = ServiceUnavailable(
-                f"The request did not finish within {timeout} s (MEMVAULT_REQUEST_TIMEOUT) and was"
-                " stopped; ask for less, or try again shortly. A mutation may be partly done:"
-                " retry it with the same uuids."
-            )
-            await refusal(request, 200, stopped)(*asgi)
+            await refusal(request, 200, timed_out(timeout))(*asgi)
 
     async def graphql(self, request: Request, payload: bytes, send: Send) -> None:
         """Answer the request (whose body is ``payload``): the direct path (only with the fast

@@ -19,25 +19,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
 from memvault.db.errors import DatabaseError
-from memvault.errors import SubscriberTooSlow, TooManySubscriptions, Unauthenticated
+from memvault.errors import SubscriberTooSlow, TooManySubscriptions, Unauthenticated, timed_out
 from memvault.http.cors import origin_allowed
 from memvault.runtime import runtime_of
-from memvault.schema._upstream import BaseGraphQLTransportWSHandler, TransportWSOperation
-from memvault.schema.errors import format_error
+from memvault.schema._upstream import (
+    BaseGraphQLTransportWSHandler,
+    OperationType,
+    TransportWSOperation,
+)
+from memvault.schema.errors import OperationNameRequired, format_error
 from memvault.schema.loaders import DataLoaders
 
 if TYPE_CHECKING:
-    from graphql import GraphQLError
     from starlette.types import Receive, Scope, Send
     from strawberry.types import ExecutionResult
 
     from memvault.http.view import GraphQLApp
+    from memvault.schema import MemvaultSchema
     from memvault.schema.context import Context
 
 log = logging.getLogger("memvault.live")
@@ -75,8 +80,18 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
 
     context: Context
 
+    async def handle_message(self, message: Any) -> None:
+        """Strawberry's, for JSON objects only (it fails on any other JSON value)."""
+        if not isinstance(message, dict):
+            await self.handle_invalid_message("WebSocket message must be a JSON object")
+            return
+        await super().handle_message(cast("Any", message))  # (a TypedDict union there)
+
     async def handle_connection_init(self, message: Any) -> None:
         payload = message.get("payload")
+        if payload is None:  # optional in the protocol; the key may be in the upgrade's header
+            message = {**message, "payload": {}}
+            payload = message["payload"]
         if isinstance(payload, dict) and not self.connection_init_received:
             refusal = await self._authenticate(payload)
             if refusal is not None:
@@ -132,40 +147,87 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 code=4409, reason=f"Subscriber for {message['id']} already exists"
             )
             return
+        malformed = _malformed_subscribe(message)
+        if malformed is not None:
+            await self.handle_invalid_message(f"Invalid subscribe message: {malformed}")
+            return
+        request = message["payload"]
+        query, operation_name = request["query"], request.get("operationName")
         settings = self.context.settings
         if len(self.operations) >= settings.max_subscriptions_per_connection:
             limit = settings.max_subscriptions_per_connection
-            error = TooManySubscriptions(
+            refusal = TooManySubscriptions(
                 f"at most {limit} subscriptions per connection"
                 " (MEMVAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION)"
             )
-            payload = error.as_response()["errors"]
+            payload = refusal.as_response()["errors"]
+            await self.send_message({"id": message["id"], "type": "error", "payload": payload})
+            return
+        try:  # Strawberry's stream raises these instead of reporting them
+            kind = cast("MemvaultSchema", self.schema).check_document(query, operation_name)
+        except (GraphQLError, OperationNameRequired) as exc:
+            error = exc.as_graphql_error() if isinstance(exc, OperationNameRequired) else exc
+            payload = [self.formatted(error)]
             await self.send_message({"id": message["id"], "type": "error", "payload": payload})
             return
         operation = LiveOperation(
-            self,
-            message["id"],
-            message["payload"]["query"],
-            message["payload"].get("variables"),
-            message["payload"].get("operationName"),
+            self, message["id"], query, request.get("variables"), operation_name
         )
+        if kind is not OperationType.SUBSCRIPTION:  # bounded as over HTTP
+            operation.timeout = settings.request_timeout
         operation.task = asyncio.create_task(self.run_operation(operation))
         operation.task.add_done_callback(self._task_done)
         self.operations[message["id"]] = operation
 
     async def run_operation(self, operation: Any) -> None:
-        """Strawberry's, counted in ``memvault_subscriptions_open`` while it runs."""
+        """Strawberry's, counted in ``memvault_subscriptions_open`` while it runs; a query or a
+        mutation stopped at ``MEMVAULT_REQUEST_TIMEOUT`` as over HTTP."""
         with runtime_of(self.context.request).metrics.subscription():
-            await super().run_operation(operation)
+            if operation.timeout is None:
+                await super().run_operation(operation)
+                return
+            try:
+                async with asyncio.timeout(operation.timeout) as deadline:
+                    await super().run_operation(operation)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                log.warning(
+                    "request %s: operation %r stopped after %s s (MEMVAULT_REQUEST_TIMEOUT)",
+                    self.context.request_id,
+                    operation.id,
+                    operation.timeout,
+                )
+                payload = timed_out(operation.timeout).as_response()["errors"]
+                message: Any = {"id": operation.id, "type": "error", "payload": payload}
+                await operation.send_operation_message(message)
 
     def formatted(self, error: GraphQLError) -> Any:
         return format_error(error, request_id=self.context.request_id)
+
+
+def _malformed_subscribe(message: dict[str, Any]) -> str | None:
+    """What is wrong with a ``subscribe`` message's shape (as the protocol defines it), or None."""
+    payload = message.get("payload")
+    if not isinstance(message.get("id"), str):
+        return "id must be a string"
+    if not isinstance(payload, dict):
+        return "payload must be an object"
+    if not isinstance(payload.get("query"), str):
+        return "query must be a string"
+    if not isinstance(payload.get("operationName"), str | None):
+        return "operationName must be a string or null"
+    for name in ("variables", "extensions"):
+        if not isinstance(payload.get(name), dict | None):
+            return f"{name} must be an object or null"
+    return None
 
 
 class LiveOperation(TransportWSOperation[Any, None]):
     """One operation of a connection, sending errors as over HTTP."""
 
     handler: LiveHandler
+    timeout: float | None = None  # seconds it may run (queries and mutations)
 
     async def send_initial_errors(self, errors: list[GraphQLError]) -> None:
         payload = [self.handler.formatted(error) for error in errors]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from memvault.config import Settings
 from memvault.schema import fastpath
+from memvault.schema._upstream import get_operation_type
 from memvault.schema.cost import QueryCost, cost_limited
 from memvault.schema.errors import error_code, is_expected
 from memvault.schema.limits import limit_extensions, only_operation_name, parse_limited
@@ -52,16 +54,8 @@ class MemvaultSchema(strawberry.Schema):
         """Strawberry's ``execute``, except that a document of several operations needs an
         operation name (:class:`OperationNameRequired`; Strawberry would run the first)."""
         if operation_name is None and query:
-            try:
-                document = (
-                    self.documents.parse(query)
-                    if self.documents is not None
-                    else parse_limited(query, self.settings)
-                )
-            except GraphQLError:
-                pass  # Strawberry's execute reports it
-            else:
-                only_operation_name(document)
+            with contextlib.suppress(GraphQLError):  # Strawberry's execute reports it
+                self.check_document(query, operation_name)
         return await super().execute(
             query,
             variable_values,
@@ -71,6 +65,22 @@ class MemvaultSchema(strawberry.Schema):
             allowed_operation_types,
             operation_extensions,
         )
+
+    def check_document(self, query: str, operation_name: str | None) -> OperationType | None:
+        """The type of the operation ``query`` runs (None when it has no such operation: the
+        execution reports it); a ``GraphQLSyntaxError`` when it does not parse within the limits,
+        :class:`OperationNameRequired` when it has several operations and no ``operation_name``
+        (also for streaming transports: Strawberry's ``stream`` would run the first)."""
+        document = (
+            self.documents.parse(query)
+            if self.documents is not None
+            else parse_limited(query, self.settings)
+        )
+        name = operation_name if operation_name is not None else only_operation_name(document)
+        try:
+            return get_operation_type(document, name)
+        except RuntimeError:
+            return None
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
