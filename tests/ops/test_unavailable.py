@@ -117,4 +117,12 @@ async def test_busy_engine_gives_service_unavailable_not_a_wait(
             busy_for = await long_command
             assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", body
             assert waited < min(busy_for, 3.0), (waited, busy_for)
-            assert (await http.post("/graphql", json=query)).json() == {"data": {"session": None}}
+            # Then it answers again: within a few tries, since the engine may still be running
+            # the commands that gave up (one at a time) on a loaded machine.
+            recovered = None
+            for _ in range(20):
+                recovered = (await http.post("/graphql", json=query)).json()
+                if "errors" not in recovered:
+                    break
+                await asyncio.sleep(0.25)
+            assert recovered == {"data": {"session": None}}
