@@ -1,4 +1,4 @@
-"""Change streams, and the reads that live subscriptions catch up with.
+"""Change streams, and the read that live subscriptions catch up with.
 
 One stream per watched collection (``memories``, ``sessions``) serves every subscriber of a
 process: a database-wide ``watch()`` would do with one, but the embedded engine's delivers nothing
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from memvault.db.memories import MAX_SEQ, seq_key
-from memvault.db.records import memory_docs, session_docs
+from memvault.db.records import memory_docs
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
-    from memvault.db.records import Database, Doc, MemoryDoc, SessionDoc
+    from memvault.db.records import Database, Doc, MemoryDoc
 
 Watched = Literal["memories", "sessions"]
 ChangeKind = Literal["insert", "update", "replace", "delete"]
@@ -96,8 +96,3 @@ async def memories_after(
         limit=CATCH_UP_BATCH,
     )
     return await cursor.to_list()
-
-
-async def find_session(db: Database, *, project_id: str, session_id: str) -> SessionDoc | None:
-    """A session as stored, deleted or not; None when there is none."""
-    return await session_docs(db).find_one({"project_id": project_id, "session_id": session_id})

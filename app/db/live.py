@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from memvault.db.changes import CATCH_UP_BATCH, find_session, memories_after, watch
+from memvault.db.changes import CATCH_UP_BATCH, memories_after, watch
 from memvault.db.errors import DatabaseError
-from memvault.errors import NotFound, ServiceUnavailable, Subject, SubscriberTooSlow
+from memvault.db.sessions import find_session, require_session
+from memvault.errors import ServiceUnavailable, SubscriberTooSlow
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -113,9 +114,7 @@ class ChangeHub:
         feed = MemoryFeed(self, (project_id, session_id), after_seq, on_too_slow)
         await self._open(feed, self._streams["memories"])
         try:
-            session = await find_session(self.db, project_id=project_id, session_id=session_id)
-            _require(session, session_id)
-            assert session is not None
+            session = await require_session(self.db, project_id=project_id, session_id=session_id)
             if after_seq is None:
                 feed.last = int(session.get("next_seq", 0))
         except BaseException:
@@ -134,9 +133,7 @@ class ChangeHub:
         feed = SessionFeed(self, (project_id, session_id), on_too_slow)
         await self._open(feed, self._streams["sessions"])
         try:
-            session = await find_session(self.db, project_id=project_id, session_id=session_id)
-            _require(session, session_id)
-            assert session is not None
+            session = await require_session(self.db, project_id=project_id, session_id=session_id)
             feed.seen = _visible(session)
         except BaseException:
             feed.close()
@@ -253,11 +250,6 @@ class ChangeHub:
             doc["deleted_ms"] = doc.get("deleted_ms") or 1
         for feed in list(feeds):
             feed.offer(doc)
-
-
-def _require(session: SessionDoc | None, session_id: str) -> None:
-    if session is None:
-        raise NotFound(f"session {session_id!r} not found", subject=Subject.SESSION_ID)
 
 
 def _one_line(exc: BaseException) -> str:

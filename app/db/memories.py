@@ -24,7 +24,7 @@ from memvault.db.queries import (
     projection,
 )
 from memvault.db.records import MemoryRead, memory_docs, read_fields, session_docs
-from memvault.db.sessions import SESSION_PROJECTION, ensure_session
+from memvault.db.sessions import SESSION_PROJECTION, ensure_session, find_session
 from memvault.errors import Conflict, NotFound, Subject
 
 if TYPE_CHECKING:
@@ -400,7 +400,7 @@ async def _count_inserted(
     )
     if session is None:  # deleted since the reservation (or purged, or erased)
         current = []
-        session = await sessions.find_one({"project_id": project_id, "session_id": session_id})
+        session = await find_session(db, project_id=project_id, session_id=session_id)
         if session is None:
             raise NotFound(
                 "session was erased while memories were being added", subject=Subject.SESSION_ID

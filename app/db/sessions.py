@@ -266,12 +266,23 @@ async def _require_live_owner(db: Database, session: SessionDoc) -> None:
         )
 
 
+async def find_session(db: Database, *, project_id: str, session_id: str) -> SessionDoc | None:
+    """A session as stored, deleted or not; None when there is none."""
+    return await session_docs(db).find_one({"project_id": project_id, "session_id": session_id})
+
+
+async def require_session(db: Database, *, project_id: str, session_id: str) -> SessionDoc:
+    """A session as stored, deleted or not; NOT_FOUND when there is none."""
+    existing = await find_session(db, project_id=project_id, session_id=session_id)
+    if existing is None:
+        raise NotFound(f"session {session_id!r} not found", subject=Subject.SESSION_ID)
+    return existing
+
+
 async def restore_session(db: Database, *, project_id: str, session_id: str) -> SessionDoc:
     """Undelete a session and exactly the memories its deletion took with it."""
     sessions = session_docs(db)
-    existing = await sessions.find_one({"project_id": project_id, "session_id": session_id})
-    if existing is None:
-        raise NotFound(f"session {session_id!r} not found", subject=Subject.SESSION_ID)
+    existing = await require_session(db, project_id=project_id, session_id=session_id)
     if not existing["deleted_ms"]:
         return existing
     if existing["user_id"]:
