@@ -160,15 +160,13 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 f"at most {limit} subscriptions per connection"
                 " (MEMVAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION)"
             )
-            payload = refusal.as_response()["errors"]
-            await self.send_message({"id": message["id"], "type": "error", "payload": payload})
+            await self.send_errors(message["id"], refusal.as_response()["errors"])
             return
         try:  # Strawberry's stream raises these instead of reporting them
             kind = cast("MemvaultSchema", self.schema).check_document(query, operation_name)
         except (GraphQLError, OperationNameRequired) as exc:
             error = exc.as_graphql_error() if isinstance(exc, OperationNameRequired) else exc
-            payload = [self.formatted(error)]
-            await self.send_message({"id": message["id"], "type": "error", "payload": payload})
+            await self.send_errors(message["id"], [self.formatted(error)])
             return
         operation = LiveOperation(
             self, message["id"], query, request.get("variables"), operation_name
@@ -198,12 +196,15 @@ class LiveHandler(BaseGraphQLTransportWSHandler[Any, None]):
                     operation.id,
                     operation.timeout,
                 )
-                payload = timed_out(operation.timeout).as_response()["errors"]
-                message: Any = {"id": operation.id, "type": "error", "payload": payload}
-                await operation.send_operation_message(message)
+                await operation.send_errors(timed_out(operation.timeout).as_response()["errors"])
 
     def formatted(self, error: GraphQLError) -> Any:
         return format_error(error, request_id=self.context.request_id)
+
+    async def send_errors(self, operation_id: str, errors: list[Any]) -> None:
+        """An ``error`` message for an operation that never started (refused)."""
+        message: Any = {"id": operation_id, "type": "error", "payload": errors}
+        await self.send_message(message)
 
 
 def _malformed_subscribe(message: dict[str, Any]) -> str | None:
@@ -230,8 +231,11 @@ class LiveOperation(TransportWSOperation[Any, None]):
     timeout: float | None = None  # seconds it may run (queries and mutations)
 
     async def send_initial_errors(self, errors: list[GraphQLError]) -> None:
-        payload = [self.handler.formatted(error) for error in errors]
-        message: Any = {"id": self.id, "type": "error", "payload": payload}
+        await self.send_errors([self.handler.formatted(error) for error in errors])
+
+    async def send_errors(self, errors: list[Any]) -> None:
+        """This operation's ``error`` message (its last: it is forgotten first)."""
+        message: Any = {"id": self.id, "type": "error", "payload": errors}
         await self.send_operation_message(message)
 
     async def send_next(self, execution_result: ExecutionResult) -> None:
