@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from pymongo.errors import PyMongoError
+
 from memvault.db.memories import MAX_SEQ, seq_key
 from memvault.db.records import memory_docs
 
@@ -35,6 +37,10 @@ WATCHED_KINDS: tuple[ChangeKind, ...] = ("insert", "update", "replace", "delete"
 CATCH_UP_BATCH = 100
 
 
+class ChangeStreamClosed(PyMongoError):
+    """A change stream the server closed: reopen it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One change of a watched collection."""
@@ -54,7 +60,8 @@ async def watch(
 ) -> AsyncIterator[Change]:
     """The changes of ``collection``, from after ``resume_after`` (or from now) on; ``opened`` is
     called once the stream is open: every later change will be seen. Ends when ``until`` says so
-    (asked whenever no change came), by an error (:data:`~memvault.db.errors.DatabaseError`), or
+    (asked whenever no change came), by an error (:data:`~memvault.db.errors.DatabaseError`; also
+    :class:`ChangeStreamClosed` when the server closed the stream), or
     when the caller stops iterating."""
     pipeline: list[Doc] = [{"$match": {"operationType": {"$in": list(WATCHED_KINDS)}}}]
     stream = await db[collection].watch(
@@ -66,7 +73,7 @@ async def watch(
     async with stream:
         if opened is not None:
             opened()
-        while True:
+        while stream.alive:
             asked = time.monotonic()
             event = await stream.try_next()
             if event is None:
@@ -80,6 +87,9 @@ async def watch(
                 # (the engine shows the post-image's ObjectId as a plain object; no reader needs it)
                 doc.pop("_id", None)
             yield Change(kind=event["operationType"], doc=doc, token=event["_id"])
+    # The server ended it (a cursor lost with a restarted engine, an invalidate): try_next
+    # answers None for ever then, so the caller must reopen it (and re-read what it missed).
+    raise ChangeStreamClosed(f"the change stream of {collection} was closed by the server")
 
 
 async def memories_after(
