@@ -217,13 +217,24 @@ async def add_memories(
     Idempotent by ``uuid`` (the uuids given are distinct: the API checks its input): a memory
     already stored in this session is returned, not stored again (one that was deleted is
     neither stored nor returned). A ``uuid`` stored in another session is a CONFLICT, and nothing
-    of the call is written. ``seq`` numbers are reserved atomically with ``$inc`` on the
-    session's ``next_seq``, so order is total under concurrent writers.
+    of the call stays written. ``seq`` numbers are reserved atomically with ``$inc`` on the
+    session's ``next_seq``, so order is total under concurrent writers; numbers a call took and
+    did not use are given back when no one reserved after them.
     """
     uuids = [m.uuid or str(uuidlib.uuid4()) for m in memories]
     coll = memory_docs(db)
-    known = await _stored(coll, project_id, uuids)
-    _reject_foreign(known, session_id)
+    # The common case, new memories for a live session, takes three commands: this reservation,
+    # the insert (whose unique index on uuid is the idempotency check) and the count. Anything
+    # else (a session to create, revive or give its user; a uuid stored before) is learnt from
+    # the reservation or the insert, and handled by the careful passes below.
+    live = await _reserve_live(
+        db, project_id=project_id, session_id=session_id, user_id=user_id, count=len(uuids)
+    )
+    numbers = _Numbers.taken(live, len(uuids)) if live is not None else None
+    known: dict[str, MemoryDoc] = {}
+    if live is None:  # nothing written yet: uuids of other sessions are refused first
+        known = await _stored(coll, project_id, uuids)
+        _reject_foreign(known, session_id)
 
     inserted: list[MemoryDoc] = []
     reserved_in: list[int] = []  # for each inserted memory, the session's deletions at reservation
@@ -235,28 +246,42 @@ async def add_memories(
     # A pass that does not finish stores or learns at least one memory (or raises), so there are
     # at most len(uuids) passes, however many identical calls race.
     while pending:
-        reserved = await _reserve(
-            db, project_id=project_id, session_id=session_id, user_id=user_id, count=len(pending)
-        )
-        first_seq = reserved["next_seq"] - len(pending) + 1
+        if numbers is None:
+            count = len(pending)
+            reserved = await _reserve(
+                db, project_id=project_id, session_id=session_id, user_id=user_id, count=count
+            )
+            numbers = _Numbers.taken(reserved, count)
         docs = [
-            _memory_doc(project_id, session_id, uuids[i], first_seq + n, memories[i], now)
+            _memory_doc(project_id, session_id, uuids[i], numbers.free[n], memories[i], now)
             for n, i in enumerate(pending)
         ]
         stored, rest = await _insert_in_order(coll, docs)
         inserted += stored
-        reserved_in += [int(reserved.get("deletions", 0))] * len(stored)
+        reserved_in += [numbers.deletions] * len(stored)
+        numbers.free = numbers.free[len(stored) :]
         if not rest:
+            numbers.free = numbers.free[len(docs) - len(stored) :]
             break
         clash = rest[0]["uuid"]
         found = await _stored(coll, project_id, [doc["uuid"] for doc in rest])
         if clash not in found or any(d["session_id"] != session_id for d in found.values()):
             await _undo(coll, inserted)
+            if all(doc["seq"] in numbers.reserved for doc in inserted):
+                numbers.free = numbers.reserved  # what this call stored is gone again
+            await _release(db, numbers)
             _reject_foreign(found, session_id)
             # the clash was stored and erased again meanwhile: let the client retry
             raise Conflict(f"memory uuid {clash!r} is being written concurrently; try again")
         known.update(found)
         pending = [i for i in pending[len(stored) :] if uuids[i] not in known]
+        # The rest can take this reservation's next numbers, in order, when the memories learnt
+        # are numbered below them (stored before it: a retry, or a call sending stored memories
+        # again); one that a racing call numbered above them needs fresh numbers after it.
+        if any(int(doc["seq"]) > numbers.free.start for doc in found.values()):
+            numbers = None
+    if numbers is not None and numbers.free:
+        await _release(db, numbers)
 
     if inserted:
         session = await _count_inserted(
@@ -267,6 +292,8 @@ async def add_memories(
             reserved_in=reserved_in,
             now=now,
         )
+    elif live is not None:  # every memory was stored before: the session needs nothing
+        session = live
     else:
         session = await ensure_session(
             db, project_id=project_id, session_id=session_id, user_id=user_id
@@ -277,6 +304,60 @@ async def add_memories(
     return Appended(session, result, len(inserted))
 
 
+@dataclass(slots=True)
+class _Numbers:
+    """The ``seq`` numbers one reservation took, and those of them not used yet (a suffix)."""
+
+    session: SessionDoc  # as the reservation left it
+    reserved: range
+    free: range
+
+    @classmethod
+    def taken(cls, session: SessionDoc, count: int) -> _Numbers:
+        end = int(session["next_seq"]) + 1
+        return cls(session, range(end - count, end), range(end - count, end))
+
+    @property
+    def deletions(self) -> int:
+        """The session's deletions when the numbers were taken."""
+        return int(self.session.get("deletions", 0))
+
+
+async def _release(db: Database, numbers: _Numbers) -> None:
+    """Give back the unused end of a reservation, unless someone reserved after it or the
+    session was deleted since (a deletion takes every memory numbered up to ``next_seq``).
+
+    A number reserved and never stored makes live subscribers of the session wait for it
+    (``live.HOLE_GRACE_S``) once a later one is stored.
+    """
+    if numbers.free:
+        await session_docs(db).update_one(
+            {
+                "_id": numbers.session["_id"],
+                "next_seq": numbers.free[-1],
+                "deletions": numbers.deletions,
+            },
+            {"$inc": {"next_seq": -len(numbers.free)}},
+        )
+
+
+async def _reserve_live(
+    db: Database, *, project_id: str, session_id: str, user_id: str | None, count: int
+) -> SessionDoc | None:
+    """Reserve ``count`` seqs of the session if it is live (and already has ``user_id``, when
+    given), in one command; None otherwise, having written nothing.
+
+    A live session of a user implies a live user: deleting a user deletes their sessions, and a
+    session comes back only with its user.
+    """
+    if not count:
+        return None
+    match: Doc = {"project_id": project_id, "session_id": session_id}
+    if user_id:
+        match["user_id"] = user_id
+    return await _take_seqs(db, match, count)
+
+
 async def _reserve(
     db: Database, *, project_id: str, session_id: str, user_id: str | None, count: int
 ) -> SessionDoc:
@@ -285,15 +366,20 @@ async def _reserve(
         session = await ensure_session(
             db, project_id=project_id, session_id=session_id, user_id=user_id
         )
-        reserved = await session_docs(db).find_one_and_update(
-            {"_id": session["_id"], "deleted_ms": 0},
-            # (``deletions`` + 0 makes the field exist on sessions stored before it did)
-            {"$inc": {"next_seq": count, "deletions": 0}},
-            return_document=ReturnDocument.AFTER,
-        )
+        reserved = await _take_seqs(db, {"_id": session["_id"]}, count)
         if reserved is not None:
             return reserved
     raise Conflict(f"session {session_id!r} is being deleted and revived; try again")
+
+
+async def _take_seqs(db: Database, match: Doc, count: int) -> SessionDoc | None:
+    """The live session matching ``match`` after ``count`` more seqs were taken from it."""
+    return await session_docs(db).find_one_and_update(
+        {**match, "deleted_ms": 0},
+        # (``deletions`` + 0 makes the field exist on sessions stored before it did)
+        {"$inc": {"next_seq": count, "deletions": 0}},
+        return_document=ReturnDocument.AFTER,
+    )
 
 
 async def _stored(
