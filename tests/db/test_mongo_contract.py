@@ -1046,6 +1046,27 @@ async def test_rule_poll_the_engine_between_empty_get_mores(db: Db, embedded: bo
         assert waited >= 0.25
 
 
+async def test_rule_no_transactions_side_by_side_on_the_engine(db: Db, embedded: bool) -> None:
+    """Two transactions open at once fail on the engine (each is a savepoint of its one SQLite
+    connection: "no such savepoint"), so memvault uses none: addMemories keeps its guarantees
+    with single-document writes (README Guarantees). A MongoDB replica set commits both."""
+    if not embedded and "setName" not in await db.command("hello"):
+        pytest.skip("transactions need a replica set")
+
+    async def transaction(n: int) -> None:
+        async with db.client.start_session() as session, await session.start_transaction():
+            await db["tx_contract"].insert_one({"n": n}, session=session)
+            await asyncio.sleep(0.05)  # the other transaction opens meanwhile
+            await db["tx_contract"].insert_one({"n": n + 100}, session=session)
+
+    results = await asyncio.gather(transaction(1), transaction(2), return_exceptions=True)
+    if embedded:
+        assert any(isinstance(r, OperationFailure) for r in results), results
+    else:
+        assert results == [None, None]
+        assert await db["tx_contract"].count_documents({}) == 4
+
+
 # Full-text search (app/db/search.py)
 
 TEXT_DOCS = [

@@ -429,6 +429,74 @@ async def test_add_straddling_a_deletion_and_a_revival_is_not_counted(
     assert [n["uuid"] for n in session["memories"]["nodes"]] == later
 
 
+async def test_a_deletion_between_reservation_and_insert_takes_the_memories(
+    gql: GraphQLClient, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reserves its numbers (the session is live), then the whole deletion runs, cascade
+    included, before A inserts: A's memories were numbered before the deletion, so they go with
+    it, marked with its token (restoreSession brings them back), and are not counted."""
+    pre = await seed_session(gql, "s1")
+    insert_a = Hold(monkeypatch, "insert_many", lambda name, docs, *rest: docs[0]["uuid"] == "a0")
+    first = ["a0", "a1", "a2"]
+    add_first = {"input": {"sessionId": "s1", "memories": tagged_memories(list(first), "a")}}
+
+    await asyncio.gather(
+        gql.ok(ADD_MEMORIES_BRIEF, add_first),  # reserves, then waits at its insert
+        once(insert_a.reached, then_set(insert_a.release, gql.ok(DELETE_SESSION, {"id": "s1"}))),
+    )
+
+    assert insert_a.done.is_set()
+    stored = await check_session(db, "s1", [pre, first])
+    assert all(stored[u]["deleted_ms"] for u in pre + first)
+    assert len({stored[u]["deletion_id"] for u in pre + first}) == 1
+    restored = await gql.ok(RESTORE_SESSION, {"id": "s1"})
+    assert restored["restoreSession"]["memoryCount"] == 6
+    await check_session(db, "s1", [pre, first])
+
+
+def release_of_numbers(
+    name: str, query: dict[str, Any], update: dict[str, Any], *rest: Any
+) -> bool:
+    """The update that gives back the unused end of an addMemories call's reservation."""
+    return name == "sessions" and update.get("$inc", {}).get("next_seq", 0) < 0
+
+
+async def test_numbers_are_not_given_back_past_a_deletion(
+    gql: GraphQLClient, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry reserves numbers it will not use; before it gives them back the session is
+    deleted (cascade held back) and revived by B. Giving them back then would hand B numbers
+    that the lagging cascade (every memory numbered up to the deletion) takes: they stay used."""
+    pre = await seed_session(gql, "s1")
+    give_back = Hold(monkeypatch, "update_one", release_of_numbers)
+    cascade = Hold(monkeypatch, "update_many", deletion_cascade_of("s1"))
+    later = ["b0", "b1", "b2"]
+    retry = {"input": {"sessionId": "s1", "memories": tagged_memories(list(pre), "pre")}}
+    add_later = {"input": {"sessionId": "s1", "memories": tagged_memories(list(later), "b")}}
+
+    async def delete_then_give_back() -> None:
+        await gql.ok(DELETE_SESSION, {"id": "s1"})  # waits at its cascade until B is done
+
+    async def revive_then_cascade() -> None:
+        await asyncio.wait_for(give_back.done.wait(), 30)
+        await gql.ok(ADD_MEMORIES_BRIEF, add_later)
+        cascade.release.set()
+
+    await asyncio.gather(
+        gql.ok(ADD_MEMORIES_BRIEF, retry),  # learns its memories are stored, waits to give back
+        once(give_back.reached, delete_then_give_back()),
+        once(cascade.reached, then_set(give_back.release, asyncio.sleep(0))),
+        revive_then_cascade(),
+    )
+
+    stored = await check_session(db, "s1", [pre, later])
+    assert all(stored[u]["deleted_ms"] for u in pre)
+    assert not any(stored[u]["deleted_ms"] for u in later)
+    session = (await gql.ok(READ_SESSION, {"id": "s1"}))["session"]
+    assert session["memoryCount"] == 3
+    assert [n["uuid"] for n in session["memories"]["nodes"]] == later
+
+
 # ---------------------------------------------------------------------------------------------
 # Over TCP: real server processes
 
