@@ -259,9 +259,8 @@ async def add_memories(
         stored, rest = await _insert_in_order(coll, docs)
         inserted += stored
         reserved_in += [numbers.deletions] * len(stored)
-        numbers.free = numbers.free[len(stored) :]
+        numbers.free = numbers.free[len(stored) :]  # from the clash's number on, if any
         if not rest:
-            numbers.free = numbers.free[len(docs) - len(stored) :]
             break
         clash = rest[0]["uuid"]
         found = await _stored(coll, project_id, [doc["uuid"] for doc in rest])
