@@ -113,9 +113,10 @@ def test_bench_compares_langchain_on_the_same_engine() -> None:
     for entry in writes:
         assert entry["stored"] == entry["written"]
         assert entry["written"]["langchain"] >= entry["langchain"]["requests"]
-    for entry, size in zip(section["window"], (30, 45), strict=True):
+    for entry, size, held in zip(section["window"], (30, 45), (30, 75), strict=True):
         assert entry["messages"] == size
         assert entry["stored"] == {"memvault": size, "langchain": size}
+        assert entry["collection_messages"] == held  # the windows are measured before the writes
         assert entry["same_messages"] is True  # both sides answered the same 20, in order
 
     table = render_table(report)
@@ -124,6 +125,7 @@ def test_bench_compares_langchain_on_the_same_engine() -> None:
     for label in ("add_message, 1 client(s)", "add_message, 2 client(s)",
                   "last 20 of 45, messages[-20:]", "last 20 of 45, history_size=20"):  # fmt: skip
         assert label in table
+    assert "its collection held 30 / 75 messages" in table
 
 
 # A Python without langchain-mongodb: the import fails as it does when the package is absent.
