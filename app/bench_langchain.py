@@ -78,6 +78,39 @@ class Side:
         self.errors += errors
         self.wall += wall
 
+    def run_threads(self, call: Callable[[], object], *, duration: float, threads: int) -> None:
+        """Run the synchronous ``call`` from ``threads`` threads for ``duration`` s and add the
+        latencies of its successes, its errors and the wall time."""
+        lock = threading.Lock()
+        deadline = time.perf_counter() + duration
+
+        def worker() -> None:
+            mine: list[float] = []
+            failed = 0
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    call()
+                except Exception as exc:
+                    failed += 1
+                    self.first_error = self.first_error or repr(exc)
+                    continue
+                mine.append((time.perf_counter() - t0) * 1000)
+            with lock:
+                self.latencies += mine
+                self.errors += failed
+
+        started = time.perf_counter()
+        if threads == 1:
+            worker()
+        else:
+            workers = [threading.Thread(target=worker) for _ in range(threads)]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join()
+        self.wall += time.perf_counter() - started
+
     def figures(self) -> dict[str, Any]:
         figures: dict[str, Any] = {
             "requests": len(self.latencies) + self.errors,
@@ -89,45 +122,6 @@ class Side:
         if self.first_error:
             figures["first_error"] = self.first_error
         return figures
-
-
-def thread_loop(
-    call: Callable[[], object], side: Side, *, duration: float, threads: int
-) -> tuple[list[float], int, float]:
-    """Run the synchronous ``call`` from ``threads`` threads for ``duration`` s: the latencies
-    of the successes (ms), the error count and the wall time (s)."""
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    deadline = time.perf_counter() + duration
-
-    def worker() -> None:
-        nonlocal errors
-        mine: list[float] = []
-        failed = 0
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            try:
-                call()
-            except Exception as exc:
-                failed += 1
-                side.first_error = side.first_error or repr(exc)
-                continue
-            mine.append((time.perf_counter() - t0) * 1000)
-        with lock:
-            latencies.extend(mine)
-            errors += failed
-
-    started = time.perf_counter()
-    if threads == 1:
-        worker()
-    else:
-        workers = [threading.Thread(target=worker) for _ in range(threads)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
-    return latencies, errors, time.perf_counter() - started
 
 
 def ratio(ours: float, theirs: float) -> float:
@@ -196,11 +190,8 @@ class Comparison:
             commands += await self.server.commands(self.http) - before
             ours.first_error = ours.first_error or bench.first_error
             for key, call in langchain.items():
-                side = theirs[key]
-                side.add(
-                    *await asyncio.to_thread(
-                        thread_loop, call, side, duration=share, threads=clients
-                    )
+                await asyncio.to_thread(
+                    theirs[key].run_threads, call, duration=share, threads=clients
                 )
         mine = ours.figures()
         mine["db_commands_per_request"] = round(commands / max(mine["requests"], 1), 2)
