@@ -360,6 +360,7 @@ class Bench:
         progress: Progress,
         live: LiveSizes | None = None,
         only: tuple[str, ...] = SCENARIOS,
+        compare_langchain: bool = False,
     ) -> None:
         self.mongodb_uri = mongodb_uri
         self.duration = duration
@@ -367,6 +368,7 @@ class Bench:
         self.sizes = sizes
         self.live = live or LiveSizes()
         self.only = only
+        self.compare_langchain = compare_langchain
         self.progress = progress
         self.database = f"bench_{uuid.uuid4().hex[:8]}"
         self.client = connect(mongodb_uri, timeout_ms=5000)
@@ -439,11 +441,10 @@ class Bench:
     ) -> None:
         written = 0
         while written < count:
-            batch = [
-                NewMemory(role_type="user" if (written + i) % 2 == 0 else "assistant", role="bench",
-                          content=f"message {written + i} of {session_id}: " + "lorem ipsum " * 8)
-                for i in range(min(chunk, count - written))
-            ]  # fmt: skip
+            batch = []
+            for n in range(written, min(count, written + chunk)):
+                role_type, content = fill_message(session_id, n)
+                batch.append(NewMemory(role_type=role_type, role="bench", content=content))
             await memory_repo.add_memories(
                 self.db, project_id=PROJECT, session_id=session_id, user_id=user_id, memories=batch
             )
@@ -558,6 +559,7 @@ class Bench:
         if set(SEARCH_CASES) & set(self.only):
             await self.seed_search()
         server = Server(self.mongodb_uri, self.database)
+        langchain: dict[str, Any] | None = None
         limits = httpx.Limits(
             max_connections=self.concurrency + 4, max_keepalive_connections=self.concurrency + 4
         )
@@ -584,6 +586,10 @@ class Bench:
                     await self.scenario_subscribe(server) if "subscribe" in self.only else None
                 )
                 growth_figures = [await self.scenario_growth(server, http, size) for size in growth]
+                if self.compare_langchain:
+                    from memvault.bench_langchain import compare
+
+                    langchain = await compare(self, server, http, window_sizes=growth)
         finally:
             server.close()
         self.progress.done()
@@ -599,6 +605,8 @@ class Bench:
             report["subscribe"] = subscribe
         if growth_figures:
             report["growth"] = growth_figures
+        if langchain is not None:
+            report["langchain"] = langchain
         return report
 
     async def scenario_subscribe(self, server: Server) -> dict[str, Any]:
@@ -618,12 +626,7 @@ class Bench:
         self, server: Server, http: httpx.AsyncClient, *, concurrency: int
     ) -> Result:
         target = self.session_ids[0]
-
-        async def call() -> bool:
-            memory = {"uuid": uuid.uuid4().hex, "roleType": "USER", "content": BOT_MESSAGE}
-            variables = {"input": {"sessionId": target, "memories": [memory]}}
-            return await self.graphql(http, server, WRITE_QUERY, variables) is not None
-
+        call = self.write_call(server, http, target)
         floor_target = {"project_id": PROJECT, "session_id": f"floor-{target}"}
         await self.db.sessions.update_one(
             floor_target, {"$setOnInsert": {"next_seq": 0, "memory_count": 0}}, upsert=True
@@ -657,11 +660,32 @@ class Bench:
         name = "write_concurrent" if concurrency > 1 else "write"
         return await self.measure(name, server, http, call, floor, concurrency=concurrency)
 
+    def write_call(
+        self, server: Server, http: httpx.AsyncClient, session_id: str
+    ) -> Callable[[], Awaitable[bool]]:
+        """One ``addMemories`` of one new message to ``session_id``: whether it succeeded."""
+
+        async def call() -> bool:
+            memory = {"uuid": uuid.uuid4().hex, "roleType": "USER", "content": BOT_MESSAGE}
+            variables = {"input": {"sessionId": session_id, "memories": [memory]}}
+            return await self.graphql(http, server, WRITE_QUERY, variables) is not None
+
+        return call
+
+    def window_call(
+        self, server: Server, http: httpx.AsyncClient, session_id: str
+    ) -> Callable[[], Awaitable[bool]]:
+        """One read of the recent window (``WINDOW_QUERY``) of ``session_id``."""
+
+        async def call() -> bool:
+            return await self.graphql(http, server, WINDOW_QUERY, {"id": session_id}) is not None
+
+        return call
+
     async def scenario_window(
         self, server: Server, http: httpx.AsyncClient, session_id: str, name: str = "window"
     ) -> Result:
-        async def call() -> bool:
-            return await self.graphql(http, server, WINDOW_QUERY, {"id": session_id}) is not None
+        call = self.window_call(server, http, session_id)
 
         async def floor() -> None:
             # The best the driver does for this answer: the session and its last 20 memories in
@@ -807,6 +831,12 @@ class Bench:
 RECENT_20 = Window(descending=True, limit=20)
 
 
+def fill_message(session_id: str, n: int) -> tuple[str, str]:
+    """The role type and content of message ``n`` of a session the bench fills."""
+    role_type = "user" if n % 2 == 0 else "assistant"
+    return role_type, f"message {n} of {session_id}: " + "lorem ipsum " * 8
+
+
 def encode(value: Any) -> bytes:
     """A floor's answer as JSON, with the library the API encodes with (orjson)."""
     return orjson.dumps(value, default=str)
@@ -907,6 +937,10 @@ def render_table(report: dict[str, Any]) -> str:
                 f"{row['memories']:>10}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
                 f"{row['floor_p50_ms']:>13.2f}{row['ratio_p50']:>7.2f}"
             )
+    if report.get("langchain"):
+        from memvault.bench_langchain import render
+
+        lines += ["", *render(report["langchain"])]
     return "\n".join(lines)
 
 
@@ -935,6 +969,7 @@ async def run_bench(
     progress: bool,
     live: LiveSizes | None = None,
     only: tuple[str, ...] = SCENARIOS,
+    compare_langchain: bool = False,
 ) -> dict[str, Any]:
     async with database(mongodb_uri) as uri:
         bench = Bench(
@@ -945,6 +980,7 @@ async def run_bench(
             progress=Progress(progress),
             live=live,
             only=only,
+            compare_langchain=compare_langchain,
         )
         try:
             return await bench.run(growth=growth)

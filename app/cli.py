@@ -252,6 +252,12 @@ def purge_command(older_than: int | None) -> None:
     help="Sessions the subscribers share in subscribe (round robin).",
 )  # fmt: skip
 @click.option("--writers", type=int, default=4, show_default=True, help="Writers in subscribe.")
+@click.option(
+    "--compare-langchain", is_flag=True,
+    help="Also run LangChain's MongoDBChatMessageHistory on the same database: add_message and"
+    " the last-20 window at 100, 1000 and 10000 messages (or the --growth sizes), beside"
+    " memvault's. Needs the langchain extra: pip install 'memvault[langchain]'.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def bench(
     mongodb_uri: str | None,
@@ -266,6 +272,7 @@ def bench(
     subscribers: int,
     subscribed_sessions: int,
     writers: int,
+    compare_langchain: bool,
     as_json: bool,
 ) -> None:
     """Measure request cost over HTTP against the database's own floor."""
@@ -288,6 +295,13 @@ def bench(
         sizes_for_growth = [int(size) for size in growth.split(",") if size.strip()]
     except ValueError:
         raise click.BadParameter("a comma-separated list of sizes", param_hint="--growth") from None
+    if compare_langchain:
+        from memvault.bench_langchain import LangChainMissing, history_class
+
+        try:
+            history_class()
+        except LangChainMissing as exc:
+            raise click.ClickException(str(exc)) from None
     _configure_logging("WARNING")
     try:
         report = asyncio.run(
@@ -300,6 +314,7 @@ def bench(
                 progress=not as_json and sys.stderr.isatty(),
                 live=LiveSizes(subscribers, subscribed_sessions, writers),
                 only=selected,
+                compare_langchain=compare_langchain,
             )
         )
     except DeliveryError as exc:

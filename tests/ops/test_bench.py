@@ -8,11 +8,12 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from typing import Any
 
 import pytest
 
-from memvault.bench import WireClient
+from memvault.bench import WireClient, render_table
 from memvault.bench_live import check_order
 
 LIVE_FIELDS = {
@@ -72,6 +73,91 @@ def test_bench_subscribe_delivers_every_write_once_in_order() -> None:
     assert live["writes"] > 0
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
+@pytest.mark.slow
+def test_bench_compares_langchain_on_the_same_engine() -> None:
+    """Issue 19 item 4: LangChain's MongoDBChatMessageHistory beside memvault in one run."""
+    command = [
+        sys.executable, "-m", "memvault", "bench", "--json", "--only", "window", "--compare-langchain",
+        "--duration", "0.5", "--concurrency", "2", "--growth", "30,45",
+        "--users", "1", "--sessions-per-user", "1", "--memories-per-session", "2",
+    ]  # fmt: skip
+    report = run_bench(command)
+    section = report["langchain"]
+    assert section["engine"] == report["engine"]
+    assert section["versions"] == {
+        name: metadata.version(name) for name in ("langchain-mongodb", "langchain-core")
+    }
+    assert "SessionId" in section["storage"]
+    writes = [section["add_message"], section["add_message_concurrent"]]
+    assert [entry["clients"] for entry in writes] == [1, 2]
+    # 0.12.1 can read the last N alone (history_size): the windows report that read apart
+    sides = [(entry, ("langchain",)) for entry in writes] + [
+        (entry, ("langchain", "langchain_history_size")) for entry in section["window"]
+    ]
+    for entry, theirs in sides:
+        assert set(entry) & {"memvault", "langchain", "langchain_history_size"} == {
+            "memvault",
+            *theirs,
+        }
+        for side in ("memvault", *theirs):
+            figures = entry[side]
+            assert figures["requests"] > 0, (side, figures)
+            assert figures["errors"] == 0, (side, figures.get("first_error"))
+            assert figures["per_s"] > 0
+            assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+        for side in theirs:
+            suffix = side.removeprefix("langchain")
+            assert entry[f"ratio_p50{suffix}"] > 0
+            assert entry[f"ratio_per_s{suffix}"] > 0
+        assert entry["memvault"]["db_commands_per_request"] > 0
+    # What each side wrote is what the database holds (counted apart from LangChain's client)
+    for entry in writes:
+        assert entry["stored"] == entry["written"]
+        assert entry["written"]["langchain"] >= entry["langchain"]["requests"]
+    for entry, size, held in zip(section["window"], (30, 45), (30, 75), strict=True):
+        assert entry["messages"] == size
+        assert entry["stored"] == {"memvault": size, "langchain": size}
+        assert entry["collection_messages"] == held  # the windows are measured before the writes
+        assert entry["same_messages"] is True  # both sides answered the same 20, in order
+
+    table = render_table(report)
+    assert "LangChain's MongoDBChatMessageHistory (langchain-mongodb " in table
+    assert "ratio memvault / LangChain" in table
+    for label in ("add_message, 1 client(s)", "add_message, 2 client(s)",
+                  "last 20 of 45, messages[-20:]", "last 20 of 45, history_size=20"):  # fmt: skip
+        assert label in table
+    assert "its collection held 30 / 75 messages" in table
+
+
+# A Python without langchain-mongodb: the import fails as it does when the package is absent.
+WITHOUT_LANGCHAIN = """
+import sys
+
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "langchain_mongodb":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from memvault.cli import main
+
+main(sys.argv[1:], prog_name="memvault")
+"""
+
+
+def test_compare_langchain_without_the_package_names_what_to_install() -> None:
+    command = [sys.executable, "-c", WITHOUT_LANGCHAIN, "bench", "--compare-langchain", "--only", "window"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: --compare-langchain needs langchain-mongodb (No module named 'langchain_mongodb'):"
+        " pip install 'memvault[langchain]'\n"
+    )
+
+
 def test_bench_rejects_an_unknown_scenario() -> None:
     command = [sys.executable, "-m", "memvault", "bench", "--only", "subscribe,nope"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -99,8 +185,6 @@ def run_bench(command: list[str]) -> dict[str, Any]:
 
 
 def test_bench_table_for_people() -> None:
-    from memvault.bench import render_table
-
     row = dict.fromkeys(FIELDS, 1.0) | {"requests": 3, "errors": 0}
     report = {
         "machine": {"cpus": 2, "python": "3.11"}, "engine": "nx-27017 0.8.1 (embedded)",
