@@ -459,13 +459,20 @@ class Bench:
         floor: Callable[[], Awaitable[None]] | None,
         *,
         concurrency: int = 1,
+        beside: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
     ) -> Result:
         """Our figures and, in alternating rounds, the floor's: drift on a shared machine then
-        moves both sides of the ratio alike."""
+        moves both sides of the ratio alike. ``beside``: other reference points measured the same
+        way, reported in ``extra`` (``<name>_p50_ms``, ``<name>_ratio_p50``)."""
+        beside = dict(beside or {})
         for _ in range(5):  # warm caches and connections on both sides
             await call()
             if floor:
                 await floor()
+            for other in beside.values():
+                await other()
+        beside_samples: dict[str, list[float]] = {key: [] for key in beside}
+        beside_walls = dict.fromkeys(beside, 0.0)
         self.first_error = None
         latencies: list[float] = []
         floor_latencies: list[float] = []
@@ -495,6 +502,15 @@ class Bench:
                 )
                 floor_latencies += samples
                 floor_walls += floor_wall
+            for key, other in beside.items():
+                samples, other_wall = await self.floor_samples(
+                    other,
+                    requests=max(20, min(round_requests, 2000)),
+                    duration=self.duration / rounds,
+                    concurrency=concurrency,
+                )
+                beside_samples[key] += samples
+                beside_walls[key] += other_wall
         requests = len(latencies) + errors
         result = Result(
             requests=requests,
@@ -514,6 +530,12 @@ class Bench:
             result.ratio_p50 = (
                 round(result.p50_ms / result.floor_p50_ms, 2) if result.floor_p50_ms else 0.0
             )
+        for key, samples in beside_samples.items():
+            p50 = round(statistics.median(samples), 3) if samples else 0.0
+            result.extra[f"{key}_p50_ms"] = p50
+            result.extra[f"{key}_ratio_p50"] = round(result.p50_ms / p50, 2) if p50 else 0.0
+            if concurrency > 1 and beside_walls[key]:
+                result.extra[f"{key}_rps"] = round(len(samples) / beside_walls[key], 1)
         return result
 
     async def floor_samples(
@@ -627,22 +649,36 @@ class Bench:
     ) -> Result:
         target = self.session_ids[0]
         call = self.write_call(server, http, target)
-        floor_target = {"project_id": PROJECT, "session_id": f"floor-{target}"}
+        # Sessions of their own, so the API's reads never meet rows the floors wrote.
+        floor_session = f"floor-{target}"
+        bare_target = {"project_id": PROJECT, "session_id": f"bare-floor-{target}"}
         await self.db.sessions.update_one(
-            floor_target, {"$setOnInsert": {"next_seq": 0, "memory_count": 0}}, upsert=True
+            bare_target, {"$setOnInsert": {"next_seq": 0, "memory_count": 0}}, upsert=True
         )
 
         async def floor() -> None:
-            # A session of its own, so the API's reads never meet rows the floor wrote.
+            # The cheapest driver calls that keep addMemories' guarantees (idempotent by uuid,
+            # seq order, memoryCount exact, deletion races): the data layer's own, as the
+            # window's floor is.
+            memory = NewMemory(role_type="user", content=BOT_MESSAGE, uuid=uuid.uuid4().hex)
+            appended = await memory_repo.add_memories(
+                self.db, project_id=PROJECT, session_id=floor_session, user_id=None,
+                memories=[memory],
+            )  # fmt: skip
+            encode([{"uuid": m["uuid"], "seq": m["seq"]} for m in appended.memories])
+
+        async def bare() -> None:
+            # Two commands that give the same answer without those guarantees (counted before
+            # the insert; blind to a duplicate uuid and to a deletion in between).
             session = await self.db.sessions.find_one_and_update(
-                floor_target,
+                bare_target,
                 {"$inc": {"next_seq": 1, "memory_count": 1}},
                 projection={"next_seq": 1},
                 return_document=True,  # pymongo's ReturnDocument.AFTER
             )
             now = int(time.time() * 1000)
             doc = {
-                **floor_target,
+                **bare_target,
                 "uuid": uuid.uuid4().hex,
                 "seq": (session or {}).get("next_seq", 0),
                 "role": None,
@@ -658,7 +694,9 @@ class Bench:
             encode({"uuid": doc["uuid"], "seq": doc["seq"]})
 
         name = "write_concurrent" if concurrency > 1 else "write"
-        return await self.measure(name, server, http, call, floor, concurrency=concurrency)
+        return await self.measure(
+            name, server, http, call, floor, concurrency=concurrency, beside={"bare_floor": bare}
+        )
 
     def write_call(
         self, server: Server, http: httpx.AsyncClient, session_id: str
@@ -920,6 +958,15 @@ def render_table(report: dict[str, Any]) -> str:
     for name, figures in report["scenarios"].items():
         cells = "".join(f"{figures[key]:>{width}{fmt}}" for key, width, fmt in COLUMNS)
         lines.append(f"{name:<18}{cells}")
+    bare = [(n, f) for n, f in report["scenarios"].items() if "bare_floor_p50_ms" in f]
+    if bare:
+        lines += ["", "writes beside the bare floor (2 commands, without addMemories' guarantees):"]
+        lines += [
+            f"  {name:<18} bare floor p50 {f['bare_floor_p50_ms']:.2f} ms, ratio"
+            f" {f['bare_floor_ratio_p50']:.2f}"
+            + (f", bare floor {f['bare_floor_rps']:,.0f} rps" if "bare_floor_rps" in f else "")
+            for name, f in bare
+        ]
     if live := report.get("subscribe"):
         lines += [
             "",

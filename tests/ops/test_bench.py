@@ -50,6 +50,9 @@ def test_bench_reports_every_scenario_as_json() -> None:
     assert report["scenarios"]["nested"]["db_commands_per_request"] <= 4
     # the write path's three commands (plus, rarely, the server's own: the key cache's refresh)
     assert 3 <= report["scenarios"]["write"]["db_commands_per_request"] < 3.5
+    for name in ("write", "write_concurrent"):  # the bare floor is measured beside the floor
+        assert report["scenarios"][name]["bare_floor_p50_ms"] > 0, name
+    assert report["scenarios"]["write_concurrent"]["bare_floor_rps"] > 0
     assert report["growth"][0]["memories"] == 30
     assert report["subscribe"]["events"] > 0
 
