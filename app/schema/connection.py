@@ -6,6 +6,7 @@ query selects them, and all nested fetches go through DataLoaders.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -166,14 +167,21 @@ class PageSource(Generic[RowT]):
     to_node: Callable[[RowT], Any]
     _rows: Sequence[RowT] | None = field(default=None, init=False)
     _more: bool = field(default=False, init=False)
+    # nodes, edges and pageInfo's fields ask for the rows at once: the first caller reads them
+    # while the others wait, so a page is one read however many of them are selected
+    _reading: asyncio.Lock | None = field(default=None, init=False)
 
     async def rows(self) -> Sequence[RowT]:
         if self._rows is None:
-            # (also for a page of size 0: its one extra row says whether anything is beyond it)
-            fetched = await self.fetch(self.plan.window)
-            self._more = len(fetched) > self.plan.size
-            rows = fetched[: self.plan.size]
-            self._rows = rows[::-1] if self.plan.backward else rows
+            if self._reading is None:
+                self._reading = asyncio.Lock()
+            async with self._reading:
+                if self._rows is None:
+                    # (also for a page of size 0: its one extra row says whether any is beyond it)
+                    fetched = await self.fetch(self.plan.window)
+                    self._more = len(fetched) > self.plan.size
+                    rows = fetched[: self.plan.size]
+                    self._rows = rows[::-1] if self.plan.backward else rows
         return self._rows
 
     async def nodes(self) -> list[Any]:
