@@ -26,7 +26,7 @@ from memvault.db.users import get_user
 from memvault.errors import Conflict, NotFound, Subject
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from memvault.db.merge import MetadataPatch
     from memvault.db.queries import Window
@@ -40,6 +40,44 @@ SESSION_PROJECTION = projection(*read_fields(SessionRead))
 LIVE_SESSIONS: Lookup[SessionRead] = Lookup("sessions", "session_id", SESSION_PROJECTION)
 KEY_FIELD = ORDER_KEY
 """What orders sessions in listings: windows of sessions are ranges of it."""
+# Always fetched by a listing: what its rows are ordered by and turned into cursors and nodes.
+SESSION_KEYS = ("session_id", KEY_FIELD)
+# A session's fields, by their domain names, and the stored fields each is read from (beside
+# the keys).
+SESSION_SOURCES: dict[str, tuple[str, ...]] = {
+    "id": (),
+    "session_id": (),
+    "user_id": ("user_id",),
+    "user": ("user_id",),
+    "metadata": ("metadata",),
+    "created_at": ("created_ms",),
+    "updated_at": ("updated_ms",),
+    "memory_count": ("memory_count",),
+    "memories": ("memory_count",),  # (its totalCount)
+    "search_memories": (),
+}
+# The shapes a listing of sessions may ask for: a page of ids (what a client walking the
+# sessions asks), or everything (None: SESSION_PROJECTION). A closed set, as memories' shapes:
+# the embedded engine compiles each new projection, and projects each field it is asked for
+# (a page of 100 sessions measured ~0.6 ms slower with all seven fields than with the keys).
+LISTED_IDS = frozenset(SESSION_KEYS)
+SESSION_SHAPES: tuple[frozenset[str] | None, ...] = (LISTED_IDS, None)
+_PROJECTIONS = {LISTED_IDS: projection(*SESSION_KEYS), None: SESSION_PROJECTION}
+
+Fields = frozenset[str] | None
+"""Stored fields of sessions to fetch: one of ``SESSION_SHAPES`` (None: all the API shows)."""
+
+
+def stored_fields(names: Iterable[str]) -> Fields:
+    """The smallest of ``SESSION_SHAPES`` holding what showing these fields of sessions needs,
+    by their domain names (``SESSION_SOURCES``); None (everything) when one is unknown."""
+    needed = set(SESSION_KEYS)
+    for name in names:
+        sources = SESSION_SOURCES.get(name)
+        if sources is None:
+            return None
+        needed.update(sources)
+    return next((shape for shape in SESSION_SHAPES if shape is None or needed <= shape), None)
 
 
 def _fresh_session(
@@ -87,10 +125,12 @@ def session_filter(
     metadata: Mapping[str, Any] | None = None,
     created_after_ms: int | None = None,
     created_before_ms: int | None = None,
+    fields: Fields = None,
 ) -> Listing[SessionRead]:
     """Live sessions of a project, of one user if given, whose top-level metadata keys equal the
     given, created strictly after / before the given times (``listing.rows(db, window)``,
-    ``listing.count(db)``)."""
+    ``listing.count(db)``); with ``fields`` (one of ``SESSION_SHAPES``), only those stored
+    fields of each session."""
     return live_listing(
         "sessions",
         project_id=project_id,
@@ -98,7 +138,7 @@ def session_filter(
         metadata=metadata,
         created_after_ms=created_after_ms,
         created_before_ms=created_before_ms,
-        projection=SESSION_PROJECTION,
+        projection=_PROJECTIONS[fields],
     )
 
 

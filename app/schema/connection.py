@@ -6,6 +6,7 @@ query selects them, and all nested fetches go through DataLoaders.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -166,14 +167,31 @@ class PageSource(Generic[RowT]):
     to_node: Callable[[RowT], Any]
     _rows: Sequence[RowT] | None = field(default=None, init=False)
     _more: bool = field(default=False, init=False)
+    # nodes, edges and pageInfo's fields ask for the rows at once: the first caller reads them
+    # while the others wait for it (on a future made only then), so a page is one read however
+    # many of them are selected
+    _reading: bool = field(default=False, init=False)
+    _read: asyncio.Future[None] | None = field(default=None, init=False)
 
     async def rows(self) -> Sequence[RowT]:
-        if self._rows is None:
-            # (also for a page of size 0: its one extra row says whether anything is beyond it)
-            fetched = await self.fetch(self.plan.window)
-            self._more = len(fetched) > self.plan.size
-            rows = fetched[: self.plan.size]
-            self._rows = rows[::-1] if self.plan.backward else rows
+        while self._rows is None:
+            if self._reading:  # then look again: if that read failed, this caller reads
+                if self._read is None:
+                    self._read = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._read)  # (a caller cancelled cancels none of the others)
+                continue
+            self._reading = True
+            try:
+                # (also for a page of size 0: its one extra row says whether any is beyond it)
+                fetched = await self.fetch(self.plan.window)
+                self._more = len(fetched) > self.plan.size
+                rows = fetched[: self.plan.size]
+                self._rows = rows[::-1] if self.plan.backward else rows
+            finally:
+                self._reading = False
+                read, self._read = self._read, None
+                if read is not None:
+                    read.set_result(None)
         return self._rows
 
     async def nodes(self) -> list[Any]:

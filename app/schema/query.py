@@ -23,7 +23,7 @@ from memvault.schema.connection import (
     page_plan,
 )
 from memvault.schema.context import Info
-from memvault.schema.fastpath.lookahead import memory_fields
+from memvault.schema.fastpath.lookahead import memory_fields, session_fields
 from memvault.schema.inputs import (
     SessionFilter,
     SessionIdArgument,
@@ -233,7 +233,9 @@ class Query:
         user_id = _given(filter.user_id) if filter else None
         if user_id is not None:
             check_id(user_id, field="filter.userId", settings=ctx.settings)
-        listing = session_repo.session_filter(project_id=ctx.project_id, user_id=user_id, **given)
+        listing = session_repo.session_filter(
+            project_id=ctx.project_id, user_id=user_id, fields=session_fields(info), **given
+        )
         return listing_connection(
             ctx, page, kind="sessions", listing=listing, to_node=Session.from_doc
         )

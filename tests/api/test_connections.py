@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from memvault.db.queries import Window
+from memvault.schema.connection import PageArgs, PageSource, plan_page
 from tests.support.graphql import GraphQLClient
 
 USERS_PAGE = """query($first: Int, $after: String, $last: Int, $before: String, $filter: UserFilter) {
@@ -302,3 +304,29 @@ async def test_the_longest_cursor_we_make_is_accepted(gql: GraphQLClient) -> Non
         SESSIONS_PAGE, {"last": 1, "before": rest["sessions"]["pageInfo"]["endCursor"]}
     )
     assert [node["sessionId"] for node in back["sessions"]["nodes"]] == [longest]
+
+
+async def test_a_page_read_by_many_fields_at_once_is_read_once() -> None:
+    """nodes, edges and pageInfo ask for the page's rows concurrently: one read serves them all;
+    if that read fails, its caller gets the error and a caller still waiting reads again."""
+    reads: list[Window] = []
+    failures = [RuntimeError("the database went away")]
+
+    async def fetch(window: Window) -> list[dict[str, Any]]:
+        reads.append(window)
+        await asyncio.sleep(0)
+        if failures:
+            raise failures.pop()
+        return [{"order_key": f"k{n}"} for n in range(3)]
+
+    plan = plan_page(PageArgs(first=2), kind="sessions", base=Window(), default_size=20)
+    source = PageSource(plan, "sessions", fetch, 0, dict)
+    first, second, third = await asyncio.gather(
+        source.rows(), source.rows(), source.rows(), return_exceptions=True
+    )
+    assert isinstance(first, RuntimeError)
+    assert second == third == [{"order_key": "k0"}, {"order_key": "k1"}]
+    assert len(reads) == 2
+    assert await source.has_next_page() is True
+    assert await source.nodes() == second
+    assert len(reads) == 2

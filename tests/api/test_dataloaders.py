@@ -177,3 +177,32 @@ async def test_forget_drops_what_every_built_loader_cached() -> None:
     assert {name for name in LOADERS if name in loaders.__dict__} == set(primed)
     for name in primed:
         assert getattr(loaders, name).cache_map.get("key") is None
+
+
+LISTING_PAGE = """query($after: String) { sessions(first: 3, after: $after) { nodes { sessionId }
+    edges { cursor node { id } } pageInfo { hasNextPage endCursor startCursor hasPreviousPage } } }"""
+
+
+async def test_a_page_of_a_listing_is_one_read(
+    counted: tuple[GraphQLClient, CommandCounter],
+) -> None:
+    """nodes, edges and each pageInfo flag ask for the page's rows at once: one read answers them
+    all (it used to be one read each). From a cursor, whether rows precede it is one more."""
+    gql, counter = counted
+    await seed(gql, users=1, sessions=5, memories=1, tag="l")
+    count, data = await commands_for(gql, counter, LISTING_PAGE)
+    page = data["sessions"]
+    assert count == 1
+    assert counter.commands == ["find"]
+    assert len(page["nodes"]) == len(page["edges"]) == 3
+    assert page["pageInfo"]["hasNextPage"] is True
+    assert page["pageInfo"]["hasPreviousPage"] is False
+    assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
+    count, data = await commands_for(
+        gql, counter, LISTING_PAGE, {"after": page["pageInfo"]["endCursor"]}
+    )
+    assert count == 2  # the page, and the one row before it
+    assert data["sessions"]["pageInfo"]["hasPreviousPage"] is True
+    users = """{ users(first: 1) { nodes { userId } pageInfo { hasNextPage endCursor } } }"""
+    count, _ = await commands_for(gql, counter, users)
+    assert count == 1

@@ -1,4 +1,5 @@
-"""Memory reads fetch only the stored fields their query selects, and answer the same."""
+"""Memory reads (and listings of sessions) fetch only the stored fields their query selects, and
+answer the same."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from strawberry.schema.config import StrawberryConfig
 
 from memvault.config import Settings
+from memvault.db import sessions as session_repo
 from memvault.db.memories import (
     CHAT_FIELDS,
     MEMORY_KEYS,
@@ -40,15 +42,19 @@ ADD = """mutation($input: AddMemoriesInput!) { addMemories(input: $input) { sess
 
 
 class MemoryReads(monitoring.CommandListener):
-    """The projections of the reads sent to the memories collection (directly or in a union)."""
+    """The projections of the reads sent to the memories collection (directly or in a union),
+    and of the finds sent to the sessions collection (``sessions``)."""
 
     def __init__(self) -> None:
         self.projections: list[set[str]] = []
+        self.sessions: list[set[str]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         command = event.command
         if event.command_name == "find" and command.get("find") == "memories":
             self.projections.append(set(command.get("projection") or {}))
+        if event.command_name == "find" and command.get("find") == "sessions":
+            self.sessions.append(set(command.get("projection") or {}))
         if event.command_name == "aggregate":
             self.projections += [set(p) for p in _memory_projections(command["pipeline"])]
 
@@ -91,6 +97,7 @@ async def watched(
             session = {"sessionId": f"la-{s}", "userId": "la-user", "memories": memories}
             await gql.ok(ADD, {"input": session})
         reads.projections.clear()
+        reads.sessions.clear()
         yield gql, reads
 
 
@@ -100,6 +107,26 @@ def test_every_memory_field_has_its_sources() -> None:
     memory = schema._schema.type_map["Memory"]
     names = domain_names(schema)
     assert {names[name] for name in memory.fields} == set(MEMORY_SOURCES)  # type: ignore[attr-defined]
+
+
+def test_every_session_field_has_its_sources() -> None:
+    """A Session field added to the schema must say (by its domain name) which stored fields it
+    reads, or a listing would leave them out."""
+    session = schema._schema.type_map["Session"]
+    names = domain_names(schema, "Session")
+    assert {names[name] for name in session.fields} == set(session_repo.SESSION_SOURCES)  # type: ignore[attr-defined]
+
+
+def test_every_selection_gets_one_of_the_few_session_views() -> None:
+    """A page of ids reads the keys alone; any other field, the whole view: a closed set."""
+    ids_only = session_repo.LISTED_IDS
+    assert session_repo.stored_fields([]) == ids_only
+    assert session_repo.stored_fields(["id", "session_id", "search_memories"]) == ids_only
+    for name, sources in session_repo.SESSION_SOURCES.items():
+        shape = session_repo.stored_fields(["session_id", name])
+        assert shape in session_repo.SESSION_SHAPES
+        assert shape == (ids_only if not sources else None), name
+    assert session_repo.stored_fields(["something_new"]) is None
 
 
 def _connection_nodes(document: str) -> tuple[list[FieldNode], dict[str, Any]]:
@@ -238,6 +265,25 @@ def test_every_selection_gets_one_of_the_few_memory_views() -> None:
     assert memory_shape(None) is None
 
 
+LISTING_IDS = """{ sessions(first: 2) { nodes { sessionId id __typename }
+    edges { cursor node { sessionId } } pageInfo { hasNextPage endCursor } } }"""
+
+
+@pytest.mark.fast_path  # projections are the fast path's
+async def test_a_listing_of_ids_reads_only_the_keys(
+    watched: tuple[GraphQLClient, MemoryReads],
+) -> None:
+    gql, reads = watched
+    data = await gql.ok(LISTING_IDS)
+    assert [n["sessionId"] for n in data["sessions"]["nodes"]] == ["la-0", "la-1"]
+    assert data["sessions"]["pageInfo"]["hasNextPage"] is True
+    assert reads.sessions == [set(session_repo.SESSION_KEYS)]
+    reads.sessions.clear()
+    data = await gql.ok("{ sessions(first: 2) { nodes { sessionId memoryCount } } }")
+    assert [n["memoryCount"] for n in data["sessions"]["nodes"]] == [4, 4]
+    assert reads.sessions == [set(session_repo.SESSION_PROJECTION)]
+
+
 # Differential: the served path (executor shortcuts, lookahead projections, the recent-window
 # prefetch) must answer exactly what plain Strawberry execution answers reading whole documents.
 A = "fragment A on Session { memories(first: 2) { nodes { seq } } }"
@@ -265,6 +311,10 @@ DIFFERENTIAL: list[tuple[str, str, dict[str, Any]]] = [
     ("inline fragment", f"{{ a: {S0} {{ memories(first: 2) {{ nodes {{ seq }} }} }} b: {S0} {{ memories(first: 2) {{ nodes {{ seq }} }} ... on Session {{ memories(first: 2) {{ nodes {{ metadata }} }} }} }} }}", {}),
     ("inline fragment in nodes", f"{{ a: {S0} {{ memories(last: 2) {{ nodes {{ seq }} }} }} b: {S0} {{ memories(last: 2) {{ nodes {{ seq ... on Memory {{ tokenCount }} }} }} }} }}", {}),
     ("edges and nodes", f"{{ a: {S0} {{ memories(last: 2) {{ edges {{ node {{ seq }} }} }} }} b: {S0} {{ memories(last: 2) {{ edges {{ cursor node {{ seq }} }} nodes {{ metadata }} }} }} }}", {}),
+    ("listing of ids", LISTING_IDS, {}),
+    ("listing, one alias asks more", "{ a: sessions(first: 2) { nodes { sessionId } } b: sessions(first: 2) { nodes { ...S } } } fragment S on Session { sessionId userId memoryCount metadata createdAt updatedAt }", {}),
+    ("listing, inline fragment", "{ sessions(last: 2) { edges { cursor node { id ... on Session { userId } } } pageInfo { hasPreviousPage startCursor } } }", {}),
+    ("listing, nested memories", f"{{ sessions(first: 3) {{ nodes {{ sessionId ...A }} }} }} {A}", {}),
     *(
         (
             f"@include/@skip {variables}",

@@ -1,4 +1,5 @@
-"""Which stored fields a query's memory nodes need, so a read fetches only those.
+"""Which stored fields a query's memory (or listed session) nodes need, so a read fetches only
+those.
 
 A chat client asking ``memories(last: 10) { nodes { content } }`` for a hundred sessions needs
 the content, not the metadata, roles and timestamps of a thousand memories: decoding and wrapping
@@ -6,7 +7,8 @@ those is most of what such a read costs the API. The fields selected under a ``m
 connection field are handed to the data layer by their domain names; it maps them to stored
 fields (``MEMORY_SOURCES``), rounded up to one of its few memory shapes (``MEMORY_SHAPES`` in
 ``memvault.db.memories``: each new projection costs the embedded engine a compile); anything not
-understood falls back to the full projection.
+understood falls back to the full projection. A listing of sessions (``sessions(...)``) is read
+the same way, in one of ``SESSION_SHAPES`` (a page of ids, or everything).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import TYPE_CHECKING
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.types import get_object_definition
 
+from memvault.db import sessions
 from memvault.db.memories import memory_shape, stored_fields
 from memvault.schema._upstream import raw_info
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     import strawberry
     from graphql import FragmentDefinitionNode, SelectionSetNode
@@ -39,6 +42,27 @@ def memory_fields(info: Info, connection_nodes: Sequence[FieldNode] | None = Non
     spread in two places gives two selections that share their first node and differ after it.
     The full view (None) when the schema runs without the fast path.
     """
+    return _view(info, connection_nodes, "Memory", _memory_view)
+
+
+def session_fields(info: Info) -> sessions.Fields:
+    """The session view (one of ``SESSION_SHAPES``) the session nodes of the connection being
+    resolved need (a listing: ``Query.sessions``); the full view (None) without the fast path."""
+    return _view(info, None, "Session", sessions.stored_fields)
+
+
+def _memory_view(names: Iterable[str]) -> Fields:
+    return memory_shape(stored_fields(names))
+
+
+def _view(
+    info: Info,
+    connection_nodes: Sequence[FieldNode] | None,
+    type_name: str,
+    view: Callable[[Iterable[str]], frozenset[str] | None],
+) -> frozenset[str] | None:
+    """``view`` of the fields selected on the ``type_name`` nodes of a connection, cached per
+    request by the connection's field nodes."""
     if not getattr(info.schema, "fast_path", False):
         return None
     raw = raw_info(info)
@@ -47,29 +71,32 @@ def memory_fields(info: Info, connection_nodes: Sequence[FieldNode] | None = Non
     cache = info.context.lookahead
     cached = cache.get(key)
     if cached is None:  # the nodes are kept with their ids, so no id is reused meanwhile
-        names = domain_names(info.schema)
-        cached = cache[key] = (nodes, memory_shape(fields_under(nodes, raw.fragments, names)))
+        names = domain_names(info.schema, type_name)
+        cached = cache[key] = (nodes, fields_under(nodes, raw.fragments, names, view))
     return cached[1]
 
 
 @functools.cache
-def domain_names(schema: strawberry.Schema) -> dict[str, str]:
-    """``Memory``'s GraphQL field names in this schema -> their domain names (the type's
-    attribute names, which ``memories.MEMORY_SOURCES`` maps to stored fields)."""
-    from memvault.schema.types import Memory  # (types imports this module)
+def domain_names(schema: strawberry.Schema, type_name: str = "Memory") -> dict[str, str]:
+    """The GraphQL field names of ``type_name`` (``Memory`` or ``Session``) in this schema ->
+    their domain names (the type's attribute names, which ``memories.MEMORY_SOURCES`` and
+    ``sessions.SESSION_SOURCES`` map to stored fields)."""
+    from memvault.schema import types  # (types imports this module)
 
     graphql_name = schema.config.name_converter.get_graphql_name
-    memory = get_object_definition(Memory, strict=True)
-    return {graphql_name(field): field.python_name for field in memory.fields}
+    definition = get_object_definition(getattr(types, type_name), strict=True)
+    return {graphql_name(field): field.python_name for field in definition.fields}
 
 
 def fields_under(
     connection_nodes: Sequence[FieldNode],
     fragments: Mapping[str, FragmentDefinitionNode],
     names: Mapping[str, str],
-) -> Fields:
-    """Stored fields needed by the nodes of a memories connection selected by these field nodes
-    (``names``: :func:`domain_names`); None (everything) for a field the data layer does not know.
+    view: Callable[[Iterable[str]], frozenset[str] | None] = stored_fields,
+) -> frozenset[str] | None:
+    """``view`` of the fields selected on the nodes of a connection selected by these field nodes
+    (``names``: :func:`domain_names`): for memories by default, the stored fields they need; None
+    (everything) for a field the data layer does not know.
 
     Fields under ``@skip``/``@include`` count as selected: fetching a field too many is harmless.
     """
@@ -95,7 +122,7 @@ def fields_under(
                     if name not in names:
                         return None
                     selected.append(names[name])
-    return stored_fields(selected)
+    return view(selected)
 
 
 def _fields(
