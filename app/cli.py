@@ -276,7 +276,7 @@ def bench(
     as_json: bool,
 ) -> None:
     """Measure request cost over HTTP against the database's own floor."""
-    from memvault.bench import SCENARIOS, Sizes, render_table, run_bench
+    from memvault.bench import SCENARIOS, Sizes, render_table, run_bench, run_on_the_servers_loop
     from memvault.bench_live import DeliveryError, LiveSizes
 
     counts = (
@@ -304,7 +304,7 @@ def bench(
             raise click.ClickException(str(exc)) from None
     _configure_logging("WARNING")
     try:
-        report = asyncio.run(
+        report = run_on_the_servers_loop(
             run_bench(
                 mongodb_uri=mongodb_uri,
                 duration=duration,
