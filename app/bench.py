@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import orjson
@@ -40,10 +40,9 @@ from memvault.db.memories import NewMemory
 from memvault.db.queries import Window, union_pipeline
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 PROJECT = "default"
-T = TypeVar("T")
 BOT_MESSAGE = "a new message from a bench bot"
 SERVER_START_TIMEOUT_S = 60
 MEASURE_ROUNDS = 5  # a scenario alternates with its floor this many times
@@ -874,17 +873,6 @@ def fill_message(session_id: str, n: int) -> tuple[str, str]:
     """The role type and content of message ``n`` of a session the bench fills."""
     role_type = "user" if n % 2 == 0 else "assistant"
     return role_type, f"message {n} of {session_id}: " + "lorem ipsum " * 8
-
-
-def run_on_the_servers_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on the event loop ``memvault serve`` runs on (uvicorn's choice: uvloop when
-    installed), so that floors, measured in this process, are not slowed by a slower loop than
-    the server's (on asyncio's own loop the data layer's calls took 10-40% longer, which
-    flattered the ratios)."""
-    from uvicorn.loops.auto import auto_loop_factory
-
-    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
-        return runner.run(main)
 
 
 def encode(value: Any) -> bytes:
