@@ -464,22 +464,20 @@ class Bench:
         """Our figures and, in alternating rounds, the floor's: drift on a shared machine then
         moves both sides of the ratio alike. ``beside``: other reference points measured the same
         way, reported in ``extra`` (``<name>_p50_ms``, ``<name>_ratio_p50``)."""
-        beside = dict(beside or {})
+        # the floor and the other reference points, each sampled after the scenario every round
+        references = ({"floor": floor} if floor is not None else {}) | dict(beside or {})
         for _ in range(5):  # warm caches and connections on both sides
             await call()
-            if floor:
-                await floor()
-            for other in beside.values():
-                await other()
-        beside_samples: dict[str, list[float]] = {key: [] for key in beside}
-        beside_walls = dict.fromkeys(beside, 0.0)
+            for reference in references.values():
+                await reference()
+        samples: dict[str, list[float]] = {key: [] for key in references}
+        walls = dict.fromkeys(references, 0.0)
         self.first_error = None
         latencies: list[float] = []
-        floor_latencies: list[float] = []
         errors = commands = 0
-        wall = floor_walls = 0.0
+        wall = 0.0
         cpu_per_request: list[float] = []  # per round: the median is reported
-        rounds = MEASURE_ROUNDS if floor is not None else 1
+        rounds = MEASURE_ROUNDS if references else 1
         for round_number in range(1, rounds + 1):
             self.progress.say(f"{name}: measuring, round {round_number} of {rounds}")
             commands_before, cpu_before = await server.commands(http), server.cpu()
@@ -493,24 +491,15 @@ class Bench:
             latencies += round_latencies
             errors += round_errors
             wall += round_wall
-            if floor is not None:
-                samples, floor_wall = await self.floor_samples(
-                    floor,
+            for key, reference in references.items():
+                taken, reference_wall = await self.floor_samples(
+                    reference,
                     requests=max(20, min(round_requests, 2000)),
                     duration=self.duration / rounds,
                     concurrency=concurrency,
                 )
-                floor_latencies += samples
-                floor_walls += floor_wall
-            for key, other in beside.items():
-                samples, other_wall = await self.floor_samples(
-                    other,
-                    requests=max(20, min(round_requests, 2000)),
-                    duration=self.duration / rounds,
-                    concurrency=concurrency,
-                )
-                beside_samples[key] += samples
-                beside_walls[key] += other_wall
+                samples[key] += taken
+                walls[key] += reference_wall
         requests = len(latencies) + errors
         result = Result(
             requests=requests,
@@ -523,19 +512,17 @@ class Bench:
         )
         if self.first_error:
             result.extra["first_error"] = self.first_error
-        if floor_latencies:
-            result.floor_p50_ms = round(statistics.median(floor_latencies), 3)
-            if concurrency > 1:  # a concurrent floor: its throughput too
-                result.extra["floor_rps"] = round(len(floor_latencies) / floor_walls, 1)
-            result.ratio_p50 = (
-                round(result.p50_ms / result.floor_p50_ms, 2) if result.floor_p50_ms else 0.0
-            )
-        for key, samples in beside_samples.items():
-            p50 = round(statistics.median(samples), 3) if samples else 0.0
-            result.extra[f"{key}_p50_ms"] = p50
-            result.extra[f"{key}_ratio_p50"] = round(result.p50_ms / p50, 2) if p50 else 0.0
-            if concurrency > 1 and beside_walls[key]:
-                result.extra[f"{key}_rps"] = round(len(samples) / beside_walls[key], 1)
+        for key, taken in samples.items():
+            p50 = round(statistics.median(taken), 3) if taken else 0.0
+            ratio = round(result.p50_ms / p50, 2) if p50 else 0.0
+            rps = round(len(taken) / walls[key], 1) if walls[key] else 0.0
+            if key == "floor":
+                result.floor_p50_ms, result.ratio_p50 = p50, ratio
+            else:
+                result.extra[f"{key}_p50_ms"] = p50
+                result.extra[f"{key}_ratio_p50"] = ratio
+            if concurrency > 1 and taken:  # a concurrent floor: its throughput too
+                result.extra[f"{key}_rps"] = rps
         return result
 
     async def floor_samples(
