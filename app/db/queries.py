@@ -376,6 +376,12 @@ class Listing(Generic[D]):
         return await count(db[self.collection], self.keys.match(self.match, self.key_field))
 
 
+def metadata_equal(metadata: Mapping[str, Any] | None) -> Doc:
+    """The filter for top-level metadata keys equal to ``metadata``'s (on the engine a boolean
+    also matches the number: see the contract's boolean rule)."""
+    return {f"metadata.{key}": value for key, value in (metadata or {}).items()}
+
+
 def live_listing(
     collection: str,
     *,
@@ -389,9 +395,7 @@ def live_listing(
     """The live documents of a project in a collection keyed by ``order_key`` (users, sessions)
     whose fields equal ``equal``'s and top-level metadata keys ``metadata``'s, created strictly
     after / before the given times."""
-    match: Doc = {"project_id": project_id, "deleted_ms": 0, **equal}
-    for key, value in (metadata or {}).items():
-        match[f"metadata.{key}"] = value
+    match: Doc = {"project_id": project_id, "deleted_ms": 0, **equal, **metadata_equal(metadata)}
     keys = created_range(created_after_ms, created_before_ms)
     return Listing(collection, match, keys, ORDER_KEY, projection)
 

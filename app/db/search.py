@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from memvault.db.memories import MEMORY_PROJECTION
+from memvault.db.queries import metadata_equal
 from memvault.errors import BadUserInput, Subject
 
 if TYPE_CHECKING:
@@ -166,8 +167,7 @@ async def search_match(db: Database, *, project_id: str, given: SearchFilter) ->
         match["role_type"] = given.role_type
     if given.role is not None:
         match["role"] = given.role
-    for key, value in (given.metadata or {}).items():
-        match[f"metadata.{key}"] = value
+    match.update(metadata_equal(given.metadata))
     bounds: Doc = {}
     if given.created_after_ms is not None:
         bounds["$gt"] = given.created_after_ms
